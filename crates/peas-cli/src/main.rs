@@ -1,0 +1,2 @@
+//! The `peas` operator command.
+fn main() {}

@@ -1,0 +1,1 @@
+//! peas-net (work in progress).

@@ -1,0 +1,1 @@
+//! peas-proto (work in progress).

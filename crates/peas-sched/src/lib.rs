@@ -1,0 +1,1 @@
+//! peas-sched (work in progress).

@@ -1,0 +1,1 @@
+//! peas-store (work in progress).

@@ -1,0 +1,1 @@
+//! Cross-crate integration tests of peas; the tests live in `tests/tests/`.
