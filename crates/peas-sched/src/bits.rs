@@ -1,0 +1,119 @@
+//! A small fixed-size bit set over partition indices.
+
+/// A fixed-size set of partition indices `0..len`, stored as 64-bit words.
+///
+/// Invariant: bits at indices `>= len` are always zero, so word-wise operations never report an
+/// index outside `0..len`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PartitionBits {
+    words: Vec<u64>,
+    len: u32,
+}
+
+impl PartitionBits {
+    /// An empty set able to hold indices `0..len`.
+    pub fn new(len: u32) -> Self {
+        Self {
+            words: vec![0; (len as usize).div_ceil(64)],
+            len,
+        }
+    }
+
+    /// The full set `0..len`.
+    pub fn full(len: u32) -> Self {
+        let mut s = Self::new(len);
+        for i in 0..len {
+            s.insert(i);
+        }
+        s
+    }
+
+    /// How many indices this set can hold.
+    pub fn capacity(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether `i` is in the set (false for indices out of range).
+    pub fn contains(&self, i: u32) -> bool {
+        i < self.len && self.words[(i / 64) as usize] & (1u64 << (i % 64)) != 0
+    }
+
+    /// Adds `i`; returns true if it was not there. Indices out of range are ignored (false).
+    pub fn insert(&mut self, i: u32) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        let w = &mut self.words[(i / 64) as usize];
+        let bit = 1u64 << (i % 64);
+        let was = *w & bit != 0;
+        *w |= bit;
+        !was
+    }
+
+    /// Removes `i`; returns true if it was there.
+    pub fn remove(&mut self, i: u32) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        let w = &mut self.words[(i / 64) as usize];
+        let bit = 1u64 << (i % 64);
+        let was = *w & bit != 0;
+        *w &= !bit;
+        was
+    }
+
+    /// Removes every index.
+    pub fn clear(&mut self) {
+        self.words.iter_mut().for_each(|w| *w = 0);
+    }
+
+    /// Number of indices in the set.
+    pub fn count(&self) -> u32 {
+        self.words.iter().map(|w| w.count_ones()).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|w| *w == 0)
+    }
+
+    /// The indices in the set, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some(wi as u32 * 64 + b)
+            })
+        })
+    }
+
+    /// The raw words (bit `i % 64` of word `i / 64` is index `i`).
+    pub(crate) fn words(&self) -> &[u64] {
+        &self.words
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_remove_iter() {
+        let mut b = PartitionBits::new(130);
+        assert!(b.insert(0));
+        assert!(b.insert(129));
+        assert!(!b.insert(129));
+        assert!(!b.insert(130));
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 129]);
+        assert_eq!(b.count(), 2);
+        assert!(b.remove(0));
+        assert!(!b.contains(0));
+        assert!(b.contains(129));
+        assert_eq!(PartitionBits::full(70).count(), 70);
+    }
+}

@@ -1,0 +1,1292 @@
+//! The per-blob planner: downloads (which range from which peer) and uploads (which request to
+//! serve when). See `docs/scheduling.md` for the policies.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Range;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::bits::PartitionBits;
+use crate::{Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, RequestId, UploadId};
+
+/// Largest number of partitions a planner tracks; a larger geometry is rejected by
+/// [`Planner::try_new`] and clamped by [`Planner::new`].
+pub const MAX_PARTITIONS: u64 = 1 << 24;
+
+/// Largest number of download blocks a planner tracks (bounds memory to a few hundred MiB).
+pub const MAX_BLOCKS: u64 = 1 << 26;
+
+/// Why a geometry cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GeometryError {
+    /// The partition size is zero or not a multiple of 16 KiB.
+    #[error("partition size {0} is not a positive multiple of 16 KiB")]
+    BadPartitionSize(u64),
+    /// The blob has more partitions or blocks than the planner tracks.
+    #[error("blob of {size} bytes with {partition_size}-byte partitions has too many partitions")]
+    TooManyPartitions {
+        /// Blob size in bytes.
+        size: u64,
+        /// Partition size in bytes.
+        partition_size: u64,
+    },
+}
+
+/// Statistics about one connected peer, for display and tests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerStats {
+    /// Verified bytes received from this peer (completed requests and verified prefixes).
+    pub bytes_received: u64,
+    /// Estimated throughput of one request from this peer, bytes per second (0 = unknown).
+    pub throughput: f64,
+    /// Requests currently in flight to this peer.
+    pub inflight: usize,
+    /// Consecutive failures (reset by a success).
+    pub failures: u32,
+    /// Times a request was taken back from this peer because it was much slower than others.
+    pub slow_strikes: u32,
+    /// Whether the peer is a complete seed or has announced every partition.
+    pub is_seed: bool,
+}
+
+#[derive(Debug)]
+struct Block {
+    /// Verified prefix of the block, in bytes.
+    done: u64,
+    /// Requests in flight for the rest of the block (more than one only in endgame).
+    reqs: Vec<RequestId>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Part {
+    /// Blocks not yet fully verified.
+    blocks_left: u32,
+    /// Whether some block is verified in part or requested.
+    touched: bool,
+}
+
+#[derive(Debug)]
+struct Req {
+    peer: PeerId,
+    block: u32,
+    range: Range<u64>,
+    issued: Duration,
+    last_progress: Duration,
+    received: u64,
+}
+
+#[derive(Debug)]
+struct Peer {
+    /// `None` = complete seed.
+    have: Option<PartitionBits>,
+    inflight: usize,
+    failures: u32,
+    retry_at: Duration,
+    rate: f64,
+    bytes_received: u64,
+    refused: PartitionBits,
+    refused_until: Option<Duration>,
+    slow_strikes: u32,
+}
+
+impl Peer {
+    fn has(&self, p: u32) -> bool {
+        match &self.have {
+            None => true,
+            Some(b) => b.contains(p),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Upload {
+    peer: PeerId,
+    partition: u32,
+    active: bool,
+    seq: u64,
+    len: u64,
+}
+
+/// The planner for one blob: a pure state machine (no IO, no clock, no hidden randomness).
+///
+/// Invariants kept at every step: at most [`Config::max_inflight_total`] requests in flight,
+/// at most [`Config::max_inflight_per_peer`] per peer, at most [`Config::upload_slots`] uploads
+/// accepted and not done, at most [`Config::max_connected_peers`] peers tracked; a range is
+/// only requested from a peer that announced its partition; a banned peer is never used again.
+#[derive(Debug)]
+pub struct Planner {
+    config: Config,
+    size: u64,
+    partition_size: u64,
+    block_size: u64,
+    n_parts: u32,
+    blocks_per_part: u32,
+    rng: ChaCha8Rng,
+    now: Duration,
+    last_tick: Duration,
+
+    blocks: Vec<Block>,
+    parts: Vec<Part>,
+    have: PartitionBits,
+    /// Partitions not had that have a block neither verified nor requested.
+    needed: PartitionBits,
+    completed_parts: u32,
+    missing_blocks: u64,
+    verified: u64,
+    complete_emitted: bool,
+
+    avail: Vec<u32>,
+    seed_peers: u32,
+    peers: BTreeMap<PeerId, Peer>,
+    banned: BTreeSet<PeerId>,
+
+    requests: BTreeMap<RequestId, Req>,
+    next_request: u64,
+
+    uploads: BTreeMap<UploadId, Upload>,
+    upload_queue: Vec<UploadId>,
+    active_uploads: usize,
+    next_upload: u64,
+    upload_seq: u64,
+    assigned: Vec<u32>,
+    served: PartitionBits,
+    release_cursor: u32,
+
+    actions: VecDeque<Action>,
+    bytes_uploaded_started: u64,
+}
+
+fn round_up(x: u64, to: u64) -> u64 {
+    x.div_ceil(to).saturating_mul(to)
+}
+
+impl Planner {
+    /// A planner for a blob of `size` bytes cut into partitions of `partition_size` bytes, with
+    /// its random choices drawn from `seed`. Nothing is had locally yet: call
+    /// [`Planner::handle_local_have`] for what the store already verified.
+    ///
+    /// Never panics: a partition size that is not a positive multiple of 16 KiB is rounded up
+    /// to one, and one that would give more than [`MAX_PARTITIONS`] partitions is enlarged;
+    /// [`Planner::partition_size`] tells the size used. Use [`Planner::try_new`] to reject such
+    /// input instead.
+    pub fn new(config: Config, size: u64, partition_size: u64, seed: u64) -> Self {
+        let mut ps = round_up(partition_size.max(1), CHUNK_GROUP);
+        let min_ps = round_up(size.div_ceil(MAX_PARTITIONS), CHUNK_GROUP);
+        ps = ps.max(min_ps).max(CHUNK_GROUP);
+        Self::build(config, size, ps, seed)
+    }
+
+    /// Like [`Planner::new`] but rejects a partition size that is not a positive multiple of
+    /// 16 KiB or a geometry with too many partitions or blocks.
+    pub fn try_new(
+        config: Config,
+        size: u64,
+        partition_size: u64,
+        seed: u64,
+    ) -> Result<Self, GeometryError> {
+        if partition_size == 0 || !partition_size.is_multiple_of(CHUNK_GROUP) {
+            return Err(GeometryError::BadPartitionSize(partition_size));
+        }
+        let parts = size.div_ceil(partition_size);
+        let bs = round_up(config.request_size.max(1), CHUNK_GROUP).min(partition_size);
+        let blocks = parts.saturating_mul(partition_size.div_ceil(bs));
+        if parts > MAX_PARTITIONS || blocks > MAX_BLOCKS {
+            return Err(GeometryError::TooManyPartitions {
+                size,
+                partition_size,
+            });
+        }
+        Ok(Self::build(config, size, partition_size, seed))
+    }
+
+    fn build(config: Config, size: u64, ps: u64, seed: u64) -> Self {
+        let n_parts = size.div_ceil(ps) as u32;
+        let mut bs = round_up(config.request_size.max(1), CHUNK_GROUP).min(ps);
+        // Keep the block table bounded.
+        let min_bs = round_up(
+            (u64::from(n_parts) * ps.div_ceil(bs))
+                .div_ceil(MAX_BLOCKS)
+                .max(1)
+                * bs,
+            CHUNK_GROUP,
+        );
+        if u64::from(n_parts) * ps.div_ceil(bs) > MAX_BLOCKS {
+            bs = min_bs.min(ps);
+        }
+        let bpp = ps.div_ceil(bs) as u32;
+        let mut blocks = Vec::with_capacity((n_parts as usize) * (bpp as usize));
+        let mut parts = vec![Part::default(); n_parts as usize];
+        let mut needed = PartitionBits::new(n_parts);
+        let mut missing_blocks = 0u64;
+        for p in 0..n_parts {
+            let pstart = u64::from(p) * ps;
+            let pend = (pstart + ps).min(size);
+            for j in 0..bpp {
+                let bstart = pstart + u64::from(j) * bs;
+                if bstart < pend {
+                    parts[p as usize].blocks_left += 1;
+                    missing_blocks += 1;
+                }
+                blocks.push(Block {
+                    done: 0,
+                    reqs: Vec::new(),
+                });
+            }
+            needed.insert(p);
+        }
+        let mut planner = Self {
+            config,
+            size,
+            partition_size: ps,
+            block_size: bs,
+            n_parts,
+            blocks_per_part: bpp,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now: Duration::ZERO,
+            last_tick: Duration::ZERO,
+            blocks,
+            parts,
+            have: PartitionBits::new(n_parts),
+            needed,
+            completed_parts: 0,
+            missing_blocks,
+            verified: 0,
+            complete_emitted: false,
+            avail: vec![0; n_parts as usize],
+            seed_peers: 0,
+            peers: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            requests: BTreeMap::new(),
+            next_request: 0,
+            uploads: BTreeMap::new(),
+            upload_queue: Vec::new(),
+            active_uploads: 0,
+            next_upload: 0,
+            upload_seq: 0,
+            assigned: vec![0; n_parts as usize],
+            served: PartitionBits::new(n_parts),
+            release_cursor: 0,
+            actions: VecDeque::new(),
+            bytes_uploaded_started: 0,
+        };
+        planner.check_complete();
+        planner
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Getters
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Blob size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Partition size in bytes actually used (see [`Planner::new`]).
+    pub fn partition_size(&self) -> u64 {
+        self.partition_size
+    }
+
+    /// Size of a download block (the largest request), in bytes.
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    /// Number of partitions.
+    pub fn partition_count(&self) -> u32 {
+        self.n_parts
+    }
+
+    /// Byte range of partition `p` (empty if out of range).
+    pub fn partition_range(&self, p: u32) -> Range<u64> {
+        if p >= self.n_parts {
+            return self.size..self.size;
+        }
+        let s = u64::from(p) * self.partition_size;
+        s..(s + self.partition_size).min(self.size)
+    }
+
+    /// Whether the whole blob is verified locally.
+    pub fn is_complete(&self) -> bool {
+        self.completed_parts == self.n_parts
+    }
+
+    /// Bytes verified locally (counting verified prefixes of partly fetched blocks).
+    pub fn verified_bytes(&self) -> u64 {
+        self.verified
+    }
+
+    /// Whether partition `p` is fully verified locally.
+    pub fn has_partition(&self, p: u32) -> bool {
+        self.have.contains(p)
+    }
+
+    /// The partitions fully verified locally (what to tell a peer on connect).
+    pub fn have_partitions(&self) -> &PartitionBits {
+        &self.have
+    }
+
+    /// Number of requests in flight.
+    pub fn inflight(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Number of uploads accepted and not done.
+    pub fn active_uploads(&self) -> usize {
+        self.active_uploads
+    }
+
+    /// Number of uploads waiting for a slot.
+    pub fn queued_uploads(&self) -> usize {
+        self.upload_queue.len()
+    }
+
+    /// Number of connected peers tracked.
+    pub fn connected_peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether `peer` is banned.
+    pub fn is_banned(&self, peer: PeerId) -> bool {
+        self.banned.contains(&peer)
+    }
+
+    /// The banned peers, ascending.
+    pub fn banned_peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.banned.iter().copied()
+    }
+
+    /// Statistics of a connected peer (`None` if not connected).
+    pub fn peer_stats(&self, peer: PeerId) -> Option<PeerStats> {
+        let p = self.peers.get(&peer)?;
+        Some(PeerStats {
+            bytes_received: p.bytes_received,
+            throughput: p.rate,
+            inflight: p.inflight,
+            failures: p.failures,
+            slow_strikes: p.slow_strikes,
+            is_seed: p.have.is_none() || p.have.as_ref().is_some_and(|h| h.count() == self.n_parts),
+        })
+    }
+
+    /// How many connected peers have partition `p` (complete seeds included).
+    pub fn availability(&self, p: u32) -> u32 {
+        self.avail.get(p as usize).copied().unwrap_or(0) + self.seed_peers
+    }
+
+    /// The peer and range of an in-flight request (`None` if unknown).
+    pub fn request_info(&self, id: RequestId) -> Option<(PeerId, Range<u64>)> {
+        self.requests.get(&id).map(|r| (r.peer, r.range.clone()))
+    }
+
+    /// Bytes of uploads accepted so far (the full requested ranges).
+    pub fn upload_bytes_accepted(&self) -> u64 {
+        self.bytes_uploaded_started
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Geometry helpers
+
+    fn block_range(&self, b: u32) -> Range<u64> {
+        let p = b / self.blocks_per_part;
+        let j = b % self.blocks_per_part;
+        let pstart = u64::from(p) * self.partition_size;
+        let pend = (pstart + self.partition_size).min(self.size);
+        let s = (pstart + u64::from(j) * self.block_size).min(pend);
+        s..(s + self.block_size).min(pend)
+    }
+
+    fn block_is_done(&self, b: u32) -> bool {
+        let r = self.block_range(b);
+        self.blocks[b as usize].done >= r.end - r.start
+    }
+
+    fn partition_of(&self, offset: u64) -> u32 {
+        (offset / self.partition_size) as u32
+    }
+
+    /// Recomputes whether partition `p` is in the `needed` set and whether it is touched.
+    fn refresh_part(&mut self, p: u32) {
+        if self.have.contains(p) {
+            self.needed.remove(p);
+            return;
+        }
+        let mut unassigned = false;
+        let mut touched = false;
+        for j in 0..self.blocks_per_part {
+            let b = p * self.blocks_per_part + j;
+            let blk = &self.blocks[b as usize];
+            if blk.done > 0 || !blk.reqs.is_empty() {
+                touched = true;
+            }
+            if !self.block_is_done(b) && self.blocks[b as usize].reqs.is_empty() {
+                unassigned = true;
+            }
+        }
+        self.parts[p as usize].touched = touched;
+        if unassigned {
+            self.needed.insert(p);
+        } else {
+            self.needed.remove(p);
+        }
+    }
+
+    /// Records that the first `upto - block_start` bytes of block `b` are verified.
+    /// Returns true if this completed the block.
+    fn credit(&mut self, b: u32, upto: u64, announce: bool) -> bool {
+        let r = self.block_range(b);
+        let len = r.end - r.start;
+        let new_done = upto.saturating_sub(r.start).min(len);
+        let blk = &mut self.blocks[b as usize];
+        if new_done <= blk.done {
+            return false;
+        }
+        let was_done = blk.done >= len;
+        self.verified += new_done - blk.done;
+        blk.done = new_done;
+        if was_done || new_done < len {
+            return false;
+        }
+        // The block is complete: cancel duplicates.
+        let others = std::mem::take(&mut self.blocks[b as usize].reqs);
+        for id in others {
+            if let Some(req) = self.requests.remove(&id) {
+                self.forget_request_counts(&req);
+                self.actions.push_back(Action::Cancel { id });
+            }
+        }
+        self.missing_blocks -= 1;
+        let p = b / self.blocks_per_part;
+        let part = &mut self.parts[p as usize];
+        part.blocks_left -= 1;
+        if part.blocks_left == 0 {
+            self.have.insert(p);
+            self.needed.remove(p);
+            self.completed_parts += 1;
+            if announce {
+                self.actions.push_back(Action::Announce { partition: p });
+            }
+            self.check_complete();
+        }
+        true
+    }
+
+    fn check_complete(&mut self) {
+        if self.is_complete() && !self.complete_emitted {
+            self.complete_emitted = true;
+            let ids: Vec<RequestId> = self.requests.keys().copied().collect();
+            for id in ids {
+                if let Some(req) = self.requests.remove(&id) {
+                    self.forget_request_counts(&req);
+                    self.actions.push_back(Action::Cancel { id });
+                }
+            }
+            self.actions.push_back(Action::Complete);
+        }
+    }
+
+    /// Decrements the in-flight counters of a request already removed from `requests`.
+    fn forget_request_counts(&mut self, req: &Req) {
+        if let Some(peer) = self.peers.get_mut(&req.peer) {
+            peer.inflight = peer.inflight.saturating_sub(1);
+        }
+    }
+
+    /// Removes request `id`, keeps its verified prefix, and makes its block requestable again.
+    fn release_request(&mut self, id: RequestId) -> Option<Req> {
+        let req = self.requests.remove(&id)?;
+        self.forget_request_counts(&req);
+        self.blocks[req.block as usize].reqs.retain(|r| *r != id);
+        self.credit(req.block, req.range.start + req.received, true);
+        self.refresh_part(req.block / self.blocks_per_part);
+        Some(req)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Local state
+
+    /// Marks `range` of the blob as already verified locally (resume, or a seed's whole blob).
+    /// Only whole blocks and verified block prefixes are counted: the range is rounded inward.
+    /// Emits no [`Action::Announce`] (the shell tells peers its state on connect) but emits
+    /// [`Action::Complete`] if this completes the blob.
+    pub fn handle_local_have(&mut self, range: Range<u64>) {
+        let end = range.end.min(self.size);
+        if range.start >= end {
+            return;
+        }
+        let first_block = self.block_index_at(range.start);
+        let mut b = first_block;
+        let total = self.n_parts * self.blocks_per_part;
+        while b < total {
+            let r = self.block_range(b);
+            if r.start >= end {
+                break;
+            }
+            if r.start < r.end && range.start <= r.start + self.blocks[b as usize].done {
+                self.credit(b, end, false);
+                self.refresh_part(b / self.blocks_per_part);
+            }
+            b += 1;
+        }
+    }
+
+    fn block_index_at(&self, offset: u64) -> u32 {
+        let p = self.partition_of(offset);
+        let within = offset - u64::from(p) * self.partition_size;
+        p * self.blocks_per_part + (within / self.block_size) as u32
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Peers
+
+    /// A peer connected and told what it has. A banned peer gets [`Action::Ban`] again; a peer
+    /// beyond [`Config::max_connected_peers`] gets [`Action::Disconnect`]. An already connected
+    /// peer has its have-set replaced. New peers are used at once, taking work from much slower
+    /// in-flight requests (rebalancing).
+    pub fn handle_peer_connected(&mut self, now: Duration, peer: PeerId, have: PeerHave) {
+        self.advance(now);
+        if self.banned.contains(&peer) {
+            self.actions.push_back(Action::Ban { peer });
+            return;
+        }
+        if let Some(old) = self.peers.get_mut(&peer) {
+            let old_have = old.have.take();
+            self.remove_have(old_have);
+        } else if self.peers.len() >= self.config.max_connected_peers {
+            self.actions.push_back(Action::Disconnect { peer });
+            return;
+        } else {
+            self.peers.insert(
+                peer,
+                Peer {
+                    have: None,
+                    inflight: 0,
+                    failures: 0,
+                    retry_at: Duration::ZERO,
+                    rate: 0.0,
+                    bytes_received: 0,
+                    refused: PartitionBits::new(self.n_parts),
+                    refused_until: None,
+                    slow_strikes: 0,
+                },
+            );
+        }
+        let bits = match have {
+            PeerHave::All => None,
+            PeerHave::Partitions(list) => {
+                let mut b = PartitionBits::new(self.n_parts);
+                for p in list {
+                    b.insert(p);
+                }
+                Some(b)
+            }
+        };
+        match &bits {
+            None => self.seed_peers += 1,
+            Some(b) => {
+                for p in b.iter() {
+                    self.avail[p as usize] += 1;
+                }
+            }
+        }
+        if let Some(pe) = self.peers.get_mut(&peer) {
+            pe.have = bits;
+        }
+        self.rebalance(now);
+        self.schedule(now);
+    }
+
+    fn remove_have(&mut self, have: Option<PartitionBits>) {
+        match have {
+            None => self.seed_peers = self.seed_peers.saturating_sub(1),
+            Some(b) => {
+                for p in b.iter() {
+                    self.avail[p as usize] = self.avail[p as usize].saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// A connected peer announced that it now has partition `p`. Ignored for unknown peers and
+    /// out-of-range partitions.
+    pub fn handle_peer_has(&mut self, now: Duration, peer: PeerId, p: u32) {
+        self.advance(now);
+        if p >= self.n_parts {
+            return;
+        }
+        let Some(pe) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Some(b) = &mut pe.have
+            && b.insert(p)
+        {
+            self.avail[p as usize] += 1;
+            if self.needed.contains(p) {
+                self.schedule(now);
+            }
+        }
+    }
+
+    /// A peer went away. Its in-flight requests end (their verified prefixes kept, their blocks
+    /// requestable again), its uploads are dropped. Its ban, if any, stays.
+    pub fn handle_peer_disconnected(&mut self, now: Duration, peer: PeerId) {
+        self.advance(now);
+        self.drop_peer(peer);
+        self.fill_upload_slots();
+        self.schedule(now);
+    }
+
+    fn drop_peer(&mut self, peer: PeerId) {
+        let ids: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.release_request(id);
+        }
+        if let Some(pe) = self.peers.remove(&peer) {
+            self.remove_have(pe.have);
+        }
+        let ups: Vec<UploadId> = self
+            .uploads
+            .iter()
+            .filter(|(_, u)| u.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ups {
+            self.remove_upload(id);
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId) {
+        // Cancel everything in flight to the peer; verified prefixes stay.
+        let ids: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.release_request(id);
+            self.actions.push_back(Action::Cancel { id });
+        }
+        self.drop_peer(peer);
+        if self.banned.insert(peer) {
+            self.actions.push_back(Action::Ban { peer });
+        }
+        self.fill_upload_slots();
+    }
+
+    fn advance(&mut self, now: Duration) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Requests
+
+    /// `received` bytes from the start of request `id`'s range are verified (cumulative).
+    /// Counted in whole 16 KiB chunk groups (or up to the blob's end). Unknown ids are ignored.
+    pub fn handle_request_progress(&mut self, now: Duration, id: RequestId, received: u64) {
+        self.advance(now);
+        let size = self.size;
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let len = req.range.end - req.range.start;
+        let mut rec = received.min(len);
+        if rec < len || req.range.end != size {
+            rec -= rec % CHUNK_GROUP;
+        }
+        if rec <= req.received {
+            return;
+        }
+        let delta = rec - req.received;
+        req.received = rec;
+        req.last_progress = now;
+        let (peer, block, upto, full) = (req.peer, req.block, req.range.start + rec, rec == len);
+        if let Some(pe) = self.peers.get_mut(&peer) {
+            pe.bytes_received += delta;
+        }
+        if full {
+            self.handle_request_done(now, id);
+        } else {
+            self.credit(block, upto, true);
+        }
+    }
+
+    /// Request `id` delivered its whole range, verified. Unknown ids are ignored.
+    pub fn handle_request_done(&mut self, now: Duration, id: RequestId) {
+        self.advance(now);
+        let Some(req) = self.requests.get(&id) else {
+            return;
+        };
+        let len = req.range.end - req.range.start;
+        let fresh = len - req.received;
+        let took = now.saturating_sub(req.issued).as_secs_f64();
+        let peer = req.peer;
+        if let Some(req) = self.requests.get_mut(&id) {
+            req.received = len;
+        }
+        if let Some(pe) = self.peers.get_mut(&peer) {
+            pe.bytes_received += fresh;
+            pe.failures = 0;
+            if took > 0.0 {
+                let sample = len as f64 / took;
+                pe.rate = if pe.rate == 0.0 {
+                    sample
+                } else {
+                    0.6 * pe.rate + 0.4 * sample
+                };
+            }
+        }
+        self.release_request(id);
+        self.schedule(now);
+    }
+
+    /// Request `id` ended without its whole range. Its verified prefix (as last reported by
+    /// progress) is kept. `Error`/`Timeout`: the peer is retried after an exponential backoff;
+    /// `Refused`: that partition is not asked from that peer for a while; `BadData`: the peer is
+    /// banned ([`Action::Ban`]) and all its requests cancelled. Unknown ids are ignored.
+    pub fn handle_request_failed(&mut self, now: Duration, id: RequestId, failure: Failure) {
+        self.advance(now);
+        let Some(req) = self.release_request(id) else {
+            return;
+        };
+        self.note_failure(now, req.peer, req.block / self.blocks_per_part, failure);
+        self.schedule(now);
+    }
+
+    fn note_failure(&mut self, now: Duration, peer: PeerId, partition: u32, failure: Failure) {
+        match failure {
+            Failure::BadData => self.ban(peer),
+            Failure::Refused => {
+                let memory = self.config.refusal_memory;
+                if let Some(pe) = self.peers.get_mut(&peer) {
+                    pe.refused.insert(partition);
+                    if pe.refused_until.is_none() {
+                        pe.refused_until = Some(now + memory);
+                    }
+                }
+            }
+            Failure::Error | Failure::Timeout => {
+                let (base, max) = (self.config.backoff_base, self.config.backoff_max);
+                if let Some(pe) = self.peers.get_mut(&peer) {
+                    pe.failures = pe.failures.saturating_add(1);
+                    let shift = (pe.failures - 1).min(20);
+                    let delay = base.saturating_mul(1u32 << shift).min(max);
+                    pe.retry_at = now + delay;
+                }
+            }
+        }
+    }
+
+    fn usable(&self, pe: &Peer, now: Duration) -> bool {
+        pe.retry_at <= now
+    }
+
+    fn issue(&mut self, now: Duration, peer: PeerId, b: u32) {
+        let r = self.block_range(b);
+        let start = r.start + self.blocks[b as usize].done;
+        if start >= r.end {
+            return;
+        }
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.requests.insert(
+            id,
+            Req {
+                peer,
+                block: b,
+                range: start..r.end,
+                issued: now,
+                last_progress: now,
+                received: 0,
+            },
+        );
+        self.blocks[b as usize].reqs.push(id);
+        if let Some(pe) = self.peers.get_mut(&peer) {
+            pe.inflight += 1;
+        }
+        self.refresh_part(b / self.blocks_per_part);
+        self.actions.push_back(Action::Request {
+            id,
+            peer,
+            range: start..r.end,
+        });
+    }
+
+    /// Chooses the partition to fetch next from `peer`: partitions already started first, then
+    /// rarest-first (random among the first [`Config::random_first`]), random tie-breaks.
+    fn pick_partition(&mut self, peer: PeerId) -> Option<u32> {
+        let pe = self.peers.get(&peer)?;
+        let random_mode = self.completed_parts < self.config.random_first;
+        let needed = self.needed.words();
+        let refused = pe.refused.words();
+        let mut best: Option<(u32, (bool, u32))> = None;
+        let mut ties = 0u32;
+        for (wi, &nw) in needed.iter().enumerate() {
+            let hw = match &pe.have {
+                None => u64::MAX,
+                Some(b) => b.words()[wi],
+            };
+            let mut w = nw & hw & !refused[wi];
+            while w != 0 {
+                let p = wi as u32 * 64 + w.trailing_zeros();
+                w &= w - 1;
+                let untouched = !self.parts[p as usize].touched;
+                let rarity = if random_mode {
+                    0
+                } else {
+                    self.avail[p as usize] + self.seed_peers
+                };
+                let key = (untouched, rarity);
+                match &best {
+                    Some((_, k)) if key > *k => {}
+                    Some((_, k)) if key == *k => {
+                        ties += 1;
+                        if self.rng.random_range(0..ties) == 0 {
+                            best = Some((p, key));
+                        }
+                    }
+                    _ => {
+                        best = Some((p, key));
+                        ties = 1;
+                    }
+                }
+            }
+        }
+        best.map(|(p, _)| p)
+    }
+
+    fn first_unassigned_block(&self, p: u32) -> Option<u32> {
+        (0..self.blocks_per_part)
+            .map(|j| p * self.blocks_per_part + j)
+            .find(|&b| !self.block_is_done(b) && self.blocks[b as usize].reqs.is_empty())
+    }
+
+    /// Hands out requests while limits allow: peers with the fewest requests in flight first,
+    /// faster ones first among equals.
+    fn schedule(&mut self, now: Duration) {
+        if self.is_complete() || self.peers.is_empty() {
+            return;
+        }
+        if self.requests.len() >= self.config.max_inflight_total {
+            return;
+        }
+        let mut cands: Vec<(usize, u64, PeerId)> = self
+            .peers
+            .iter()
+            .filter(|(_, pe)| {
+                self.usable(pe, now) && pe.inflight < self.config.max_inflight_per_peer
+            })
+            .map(|(id, pe)| (pe.inflight, u64::MAX - pe.rate as u64, *id))
+            .collect();
+        cands.sort_unstable();
+        if !self.needed.is_empty() {
+            let mut progress = true;
+            while progress && self.requests.len() < self.config.max_inflight_total {
+                progress = false;
+                for i in 0..cands.len() {
+                    if self.requests.len() >= self.config.max_inflight_total {
+                        break;
+                    }
+                    let peer = cands[i].2;
+                    let inflight = self.peers.get(&peer).map_or(usize::MAX, |p| p.inflight);
+                    if inflight >= self.config.max_inflight_per_peer {
+                        continue;
+                    }
+                    if let Some(p) = self.pick_partition(peer)
+                        && let Some(b) = self.first_unassigned_block(p)
+                    {
+                        self.issue(now, peer, b);
+                        progress = true;
+                    }
+                }
+                if self.needed.is_empty() {
+                    break;
+                }
+            }
+        }
+        if self.needed.is_empty()
+            && self.missing_blocks <= self.config.endgame_blocks as u64
+            && self.requests.len() < self.config.max_inflight_total
+        {
+            self.endgame(now, &cands);
+        }
+    }
+
+    /// Mean throughput of peers with an estimate (None if none has one).
+    fn mean_rate(&self) -> Option<f64> {
+        let (sum, n) = self
+            .peers
+            .values()
+            .filter(|p| p.rate > 0.0)
+            .fold((0.0, 0u32), |(s, n), p| (s + p.rate, n + 1));
+        (n > 0).then(|| sum / f64::from(n))
+    }
+
+    /// Projected seconds until request `r` finishes at its observed rate (infinite if none).
+    fn projected(&self, now: Duration, r: &Req) -> f64 {
+        let age = now.saturating_sub(r.issued).as_secs_f64();
+        let remaining = (r.range.end - r.range.start - r.received) as f64;
+        if r.received == 0 || age <= 0.0 {
+            return f64::INFINITY;
+        }
+        remaining / (r.received as f64 / age)
+    }
+
+    /// Endgame: duplicates in-flight requests that an idle peer would likely finish first.
+    fn endgame(&mut self, now: Duration, cands: &[(usize, u64, PeerId)]) {
+        let mean = self.mean_rate();
+        for &(_, _, q) in cands {
+            if self.requests.len() >= self.config.max_inflight_total {
+                return;
+            }
+            let Some(qp) = self.peers.get(&q) else {
+                continue;
+            };
+            if qp.inflight >= self.config.max_inflight_per_peer {
+                continue;
+            }
+            let alt = if qp.rate > 0.0 {
+                qp.rate
+            } else {
+                mean.unwrap_or(0.0)
+            };
+            let mut best: Option<(f64, u32)> = None;
+            for r in self.requests.values() {
+                if r.peer == q || self.blocks[r.block as usize].reqs.len() > 1 {
+                    continue;
+                }
+                let p = r.block / self.blocks_per_part;
+                if !qp.has(p) || qp.refused.contains(p) {
+                    continue;
+                }
+                if now.saturating_sub(r.issued) < self.config.min_steal_age {
+                    continue;
+                }
+                let proj = self.projected(now, r);
+                let remaining = (r.range.end - r.range.start - r.received) as f64;
+                let alt_time = if alt > 0.0 { remaining / alt } else { 0.0 };
+                if proj > 2.0 * alt_time && best.is_none_or(|(bp, _)| proj > bp) {
+                    best = Some((proj, r.block));
+                }
+            }
+            if let Some((_, b)) = best {
+                self.issue(now, q, b);
+            }
+        }
+    }
+
+    /// Takes work back from requests much slower than an idle peer would be, and gives it to
+    /// that peer (the verified prefix is kept; only the rest is re-requested).
+    fn rebalance(&mut self, now: Duration) {
+        if self.is_complete() || self.requests.is_empty() {
+            return;
+        }
+        let mean = self.mean_rate();
+        let mut used: Vec<PeerId> = Vec::new();
+        let mut steals: Vec<(RequestId, PeerId)> = Vec::new();
+        for (id, r) in &self.requests {
+            if self.blocks[r.block as usize].reqs.len() > 1 {
+                continue;
+            }
+            let age = now.saturating_sub(r.issued);
+            if age < self.config.min_steal_age {
+                continue;
+            }
+            let remaining = r.range.end - r.range.start - r.received;
+            if remaining < CHUNK_GROUP {
+                continue;
+            }
+            let cur = r.received as f64 / age.as_secs_f64();
+            let p = r.block / self.blocks_per_part;
+            let mut alt_peer: Option<(f64, PeerId)> = None;
+            for (qid, q) in &self.peers {
+                if *qid == r.peer
+                    || q.inflight > 0
+                    || !self.usable(q, now)
+                    || used.contains(qid)
+                    || !q.has(p)
+                    || q.refused.contains(p)
+                {
+                    continue;
+                }
+                let rate = if q.rate > 0.0 {
+                    q.rate
+                } else {
+                    mean.unwrap_or(f64::MAX)
+                };
+                if alt_peer.is_none_or(|(br, _)| rate > br) {
+                    alt_peer = Some((rate, *qid));
+                }
+            }
+            let Some((alt, q)) = alt_peer else { continue };
+            if alt <= cur * self.config.slow_factor {
+                continue;
+            }
+            let gain = if cur > 0.0 {
+                remaining as f64 / cur - remaining as f64 / alt
+            } else {
+                f64::INFINITY
+            };
+            if gain < self.config.min_steal_age.as_secs_f64() {
+                continue;
+            }
+            used.push(q);
+            steals.push((*id, q));
+        }
+        for (id, q) in steals {
+            let Some(req) = self.release_request(id) else {
+                continue;
+            };
+            self.actions.push_back(Action::Cancel { id });
+            if let Some(pe) = self.peers.get_mut(&req.peer) {
+                pe.slow_strikes += 1;
+            }
+            if !self.block_is_done(req.block) && self.blocks[req.block as usize].reqs.is_empty() {
+                self.issue(now, q, req.block);
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Time
+
+    /// Time passed: fails requests without progress for [`Config::request_timeout`], takes work
+    /// back from slow peers, retries peers whose backoff ended, and hands out new requests.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.advance(now);
+        for pe in self.peers.values_mut() {
+            if pe.refused_until.is_some_and(|t| t <= now) {
+                pe.refused.clear();
+                pe.refused_until = None;
+            }
+        }
+        let timeout = self.config.request_timeout;
+        let stale: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| now.saturating_sub(r.last_progress) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(req) = self.release_request(id) {
+                self.actions.push_back(Action::Cancel { id });
+                self.note_failure(
+                    now,
+                    req.peer,
+                    req.block / self.blocks_per_part,
+                    Failure::Timeout,
+                );
+            }
+        }
+        if now >= self.last_tick + self.config.tick {
+            self.last_tick = now;
+            self.rebalance(now);
+        }
+        self.schedule(now);
+    }
+
+    /// When [`Planner::handle_timeout`] should be called next (`None`: no timer needed).
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let mut t: Option<Duration> = None;
+        let mut consider = |x: Duration| {
+            t = Some(t.map_or(x, |y| y.min(x)));
+        };
+        if !self.requests.is_empty() {
+            consider(self.last_tick + self.config.tick);
+            if let Some(first) = self.requests.values().map(|r| r.last_progress).min() {
+                consider(first + self.config.request_timeout);
+            }
+        }
+        if !self.is_complete() {
+            for pe in self.peers.values() {
+                if pe.retry_at > self.now {
+                    consider(pe.retry_at);
+                }
+                if let Some(u) = pe.refused_until {
+                    consider(u);
+                }
+            }
+        }
+        t
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Uploads
+
+    fn serves(&self, range: &Range<u64>) -> bool {
+        if range.start >= range.end || range.end > self.size {
+            return false;
+        }
+        let first = self.partition_of(range.start);
+        let last = self.partition_of(range.end - 1);
+        (first..=last).all(|p| self.have.contains(p))
+    }
+
+    fn released(&self, p: u32) -> bool {
+        self.served.contains(p)
+            || self.avail[p as usize] + self.seed_peers + self.assigned[p as usize] > 0
+    }
+
+    /// Whether some partition has no copy anywhere we know of (super-seeding still going on).
+    fn release_pending(&mut self) -> bool {
+        while self.release_cursor < self.n_parts && self.released(self.release_cursor) {
+            self.release_cursor += 1;
+        }
+        self.release_cursor < self.n_parts
+    }
+
+    /// Whether super-seeding refuses partition `p` (counting `extra` own uploads of it).
+    fn superseed_refuses(&mut self, p: u32, own: u32) -> bool {
+        if !self.config.super_seeding || !self.is_complete() {
+            return false;
+        }
+        let copies = self.avail[p as usize] + self.seed_peers + self.assigned[p as usize] - own;
+        (copies > 0 || self.served.contains(p)) && self.release_pending()
+    }
+
+    /// A peer asks us to serve `range`. The decision comes as [`Action::AcceptUpload`] or
+    /// [`Action::RefuseUpload`] for the returned id, at once or when a slot frees (queued).
+    /// Refused: banned peers, ranges we do not fully have, a full queue, and (super-seeding)
+    /// partitions that someone else already has while some partition has no copy yet.
+    pub fn handle_upload_request(
+        &mut self,
+        now: Duration,
+        peer: PeerId,
+        range: Range<u64>,
+    ) -> UploadId {
+        self.advance(now);
+        let id = UploadId(self.next_upload);
+        self.next_upload += 1;
+        if self.banned.contains(&peer) || !self.serves(&range) {
+            self.actions.push_back(Action::RefuseUpload { id });
+            return id;
+        }
+        let p = self.partition_of(range.start);
+        if self.superseed_refuses(p, 0) {
+            self.actions.push_back(Action::RefuseUpload { id });
+            return id;
+        }
+        let seq = self.upload_seq;
+        self.upload_seq += 1;
+        if self.active_uploads < self.config.upload_slots {
+            self.uploads.insert(
+                id,
+                Upload {
+                    peer,
+                    partition: p,
+                    active: true,
+                    seq,
+                    len: range.end - range.start,
+                },
+            );
+            self.assigned[p as usize] += 1;
+            self.active_uploads += 1;
+            self.bytes_uploaded_started += range.end - range.start;
+            self.actions.push_back(Action::AcceptUpload { id });
+            return id;
+        }
+        let queued_from_peer = self
+            .upload_queue
+            .iter()
+            .filter(|u| self.uploads.get(u).is_some_and(|x| x.peer == peer))
+            .count();
+        if self.upload_queue.len() >= self.config.upload_queue_total
+            || queued_from_peer >= self.config.upload_queue_per_peer
+        {
+            self.actions.push_back(Action::RefuseUpload { id });
+            return id;
+        }
+        self.uploads.insert(
+            id,
+            Upload {
+                peer,
+                partition: p,
+                active: false,
+                seq,
+                len: range.end - range.start,
+            },
+        );
+        self.assigned[p as usize] += 1;
+        self.upload_queue.push(id);
+        id
+    }
+
+    fn remove_upload(&mut self, id: UploadId) -> Option<Upload> {
+        let up = self.uploads.remove(&id)?;
+        self.assigned[up.partition as usize] -= 1;
+        if up.active {
+            self.active_uploads -= 1;
+            self.served.insert(up.partition);
+        } else {
+            self.upload_queue.retain(|u| *u != id);
+        }
+        Some(up)
+    }
+
+    /// Upload `id` finished or was abandoned (also for queued ones the peer cancelled). Frees
+    /// its slot for the next queued upload. Unknown ids are ignored.
+    pub fn handle_upload_done(&mut self, now: Duration, id: UploadId) {
+        self.advance(now);
+        if self.remove_upload(id).is_some() {
+            self.fill_upload_slots();
+        }
+    }
+
+    /// Accepts queued uploads while slots are free: rarest partition first, then the peer with
+    /// the fewest active uploads from us, then the oldest.
+    fn fill_upload_slots(&mut self) {
+        while self.active_uploads < self.config.upload_slots && !self.upload_queue.is_empty() {
+            let mut best: Option<((u32, usize, u64), usize)> = None;
+            for (i, uid) in self.upload_queue.iter().enumerate() {
+                let Some(u) = self.uploads.get(uid) else {
+                    continue;
+                };
+                let copies = self.avail[u.partition as usize] + self.seed_peers;
+                let peer_active = self
+                    .uploads
+                    .values()
+                    .filter(|x| x.active && x.peer == u.peer)
+                    .count();
+                let key = (copies, peer_active, u.seq);
+                if best.is_none_or(|(k, _)| key < k) {
+                    best = Some((key, i));
+                }
+            }
+            let Some((_, i)) = best else { break };
+            let id = self.upload_queue.remove(i);
+            let Some(p) = self.uploads.get(&id).map(|u| u.partition) else {
+                continue;
+            };
+            if self.superseed_refuses(p, 1) {
+                self.uploads.remove(&id);
+                self.assigned[p as usize] -= 1;
+                self.actions.push_back(Action::RefuseUpload { id });
+                continue;
+            }
+            if let Some(u) = self.uploads.get_mut(&id) {
+                u.active = true;
+                self.bytes_uploaded_started += u.len;
+            }
+            self.active_uploads += 1;
+            self.actions.push_back(Action::AcceptUpload { id });
+        }
+    }
+}
