@@ -1,2 +1,67 @@
-//! `cargo xtask`: project automation.
-fn main() {}
+//! `cargo xtask`: project automation for peas, in Rust instead of shell scripts.
+//!
+//! - `cargo xtask ci`: formatting, clippy, the workspace tests, then the e2e suite.
+//! - `cargo xtask e2e [SCENARIO] [--json] [--netns]`: multi-node scenarios of the real `peas` binary.
+//! - `cargo xtask demo`: the main job on an embedded default (origin + 4 nodes, 256 MiB).
+//! - `cargo xtask sim ARGS...`: the deterministic swarm simulator (`peas-sim`), in release mode.
+//! - `cargo xtask bench`: measured throughput of the real code paths.
+//!
+//! xtask depends on none of the peas crates: it drives cargo and the built binaries, like a user.
+
+mod bench;
+mod ci;
+mod demo;
+mod e2e;
+mod proc;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  ci                     fmt --check, clippy -D warnings, cargo test --workspace, then the e2e suite
+  e2e [SCENARIO] [--json] [--netns] [--list]
+                         multi-node scenarios of the release `peas` binary on 127.0.0.1
+  demo [--size SIZE] [--nodes N] [--rate RATE]
+                         origin + 4 local nodes exchanging a 256 MiB file, with live progress
+  sim ARGS...            the deterministic swarm simulator (see `cargo xtask sim --help`)
+  bench                  throughput of the real code paths, printed as a table
+";
+
+fn main() -> ExitCode {
+    proc::install_interrupt_handler();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "ci" => ci::run(rest),
+        "e2e" => e2e::run(rest),
+        "demo" => demo::run(rest),
+        "sim" => sim(rest),
+        "bench" => bench::run(rest),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n{USAGE}")),
+    };
+    proc::cleanup_all();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask sim ARGS...` runs the simulator binary in release mode with the given arguments.
+fn sim(args: &[String]) -> Result<(), String> {
+    let mut cmd = proc::cargo();
+    cmd.args(["run", "--quiet", "--release", "-p", "peas-sim", "--"]);
+    cmd.args(args);
+    proc::run_status(cmd, "peas-sim")
+}
