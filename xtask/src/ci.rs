@@ -32,6 +32,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ]);
         run_status(cmd, "cargo clippy")
     })?;
+    step("cargo deny", || {
+        let probe = cargo().args(["deny", "--version"]).output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            eprintln!(
+                "skipped: cargo-deny is not installed (`cargo install cargo-deny` enables this step)"
+            );
+            return Ok(());
+        }
+        let mut cmd = cargo();
+        cmd.args(["deny", "check", "bans", "licenses", "sources"]);
+        run_status(cmd, "cargo deny")
+    })?;
     step("cargo test", || {
         let mut cmd = cargo();
         cmd.args(["test", "--workspace", "--locked"]);
