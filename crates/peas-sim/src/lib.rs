@@ -1,0 +1,1036 @@
+//! peas-sim: a deterministic discrete-event simulator of a peas swarm.
+//!
+//! Every simulated node runs the real [`peas_sched::Planner`]. The network is a fluid model:
+//! each node has an upload and a download capacity (bytes/s) shared among its active transfers
+//! (see [`Sim`] for the sharing rule), every message takes one link latency, and a request
+//! therefore costs a round trip before data flows. Nodes may join late, be slow, or lie (serve
+//! data that fails verification at the first 16 KiB chunk group); the origin may leave once
+//! every partition has another copy. Same [`SimConfig`], same [`SimReport`].
+//!
+//! What is modelled and what is not is explained in `docs/scheduling.md`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::ops::Range;
+use std::time::Duration;
+
+use peas_sched::{
+    Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, Planner, RequestId, UploadId,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// One mebibyte per second, in bytes per second.
+pub const MIB: f64 = 1024.0 * 1024.0;
+
+/// Parameters of one simulated run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Downloaders (the origin comes on top).
+    pub nodes: usize,
+    /// Blob size in bytes.
+    pub size: u64,
+    /// Partition size in bytes (a multiple of 16 KiB).
+    pub partition_size: u64,
+    /// Upload capacity of a normal node, bytes/s.
+    pub upload: f64,
+    /// Download capacity of a normal node, bytes/s.
+    pub download: f64,
+    /// Upload capacity of the origin, bytes/s.
+    pub origin_upload: f64,
+    /// One-way latency of every link.
+    pub latency: Duration,
+    /// Fraction of downloaders whose capacities are divided by `slow_factor`.
+    pub slow_fraction: f64,
+    /// Capacity divisor of slow nodes.
+    pub slow_factor: f64,
+    /// Number of downloaders that serve bad data.
+    pub lying_nodes: usize,
+    /// The origin leaves as soon as every partition has a copy on another node.
+    pub origin_leaves_after_copy: bool,
+    /// Fraction of downloaders joining late, uniformly within the first half of the bound.
+    pub late_join_fraction: f64,
+    /// Peers a node dials when it joins (more may dial it, up to `max_peers`).
+    pub initial_peers: usize,
+    /// Most peers per node.
+    pub max_peers: usize,
+    /// Seed of every random choice (topology, roles, planners).
+    pub seed: u64,
+    /// Planner configuration of every node.
+    pub planner: Config,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 16,
+            size: 1 << 30,
+            partition_size: 4 << 20,
+            upload: 100.0 * MIB,
+            download: 100.0 * MIB,
+            origin_upload: 100.0 * MIB,
+            latency: Duration::from_millis(1),
+            slow_fraction: 0.0,
+            slow_factor: 10.0,
+            lying_nodes: 0,
+            origin_leaves_after_copy: false,
+            late_join_fraction: 0.0,
+            initial_peers: 16,
+            max_peers: 32,
+            seed: 1,
+            planner: Config::default(),
+        }
+    }
+}
+
+/// Results of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimReport {
+    /// Downloaders.
+    pub nodes: usize,
+    /// Blob size.
+    pub size: u64,
+    /// Partition size.
+    pub partition_size: u64,
+    /// Time the last honest downloader completed (or the end of the run), seconds.
+    pub completion_s: f64,
+    /// Mean completion time of the honest downloaders that completed, seconds.
+    pub mean_completion_s: f64,
+    /// Kumar–Ross lower bound for the run's capacities, seconds.
+    pub bound_s: f64,
+    /// `completion_s / bound_s`.
+    pub ratio: f64,
+    /// Bytes the origin uploaded.
+    pub origin_egress_bytes: u64,
+    /// Honest downloaders that completed.
+    pub completed_nodes: usize,
+    /// Honest downloaders (not lying).
+    pub honest_nodes: usize,
+    /// Bytes a node received from a lying node after that node's first bad chunk group to it.
+    pub bytes_accepted_from_liars_after_first_bad: u64,
+    /// Bytes received in transfers that a node cancelled or that failed (wasted bandwidth).
+    pub wasted_bytes: u64,
+    /// Requests issued over all nodes.
+    pub requests: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Whether the origin left during the run.
+    pub origin_left: bool,
+    /// Whether the run stopped at its safety limit instead of completing.
+    pub hit_limit: bool,
+}
+
+impl SimReport {
+    /// The report as one JSON object.
+    pub fn to_json(&self, wall_s: f64, lying: bool) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "nodes": self.nodes,
+            "size": self.size,
+            "partition_size": self.partition_size,
+            "completion_s": self.completion_s,
+            "mean_completion_s": self.mean_completion_s,
+            "bound_s": self.bound_s,
+            "ratio": self.ratio,
+            "origin_egress_bytes": self.origin_egress_bytes,
+            "origin_egress_x": self.origin_egress_bytes as f64 / self.size.max(1) as f64,
+            "completed_nodes": self.completed_nodes,
+            "honest_nodes": self.honest_nodes,
+            "wasted_bytes": self.wasted_bytes,
+            "requests": self.requests,
+            "events": self.events,
+            "origin_left": self.origin_left,
+            "hit_limit": self.hit_limit,
+            "wall_s": wall_s,
+        });
+        if lying && let Some(o) = v.as_object_mut() {
+            o.insert(
+                "bytes_accepted_from_liars_after_first_bad".into(),
+                self.bytes_accepted_from_liars_after_first_bad.into(),
+            );
+        }
+        v
+    }
+}
+
+/// Kumar–Ross bound: `max(F/u_s, F/min d_i, N·F/(u_s + Σ u_i))`, in seconds.
+pub fn kumar_ross_bound(size: u64, origin_up: f64, ups: &[f64], downs: &[f64]) -> f64 {
+    let f = size as f64;
+    let dmin = downs.iter().copied().fold(f64::INFINITY, f64::min);
+    let total_up: f64 = origin_up + ups.iter().sum::<f64>();
+    let n = ups.len() as f64;
+    (f / origin_up).max(f / dmin).max(n * f / total_up)
+}
+
+type Ns = u64;
+
+fn ns(d: Duration) -> Ns {
+    d.as_nanos() as Ns
+}
+
+fn dur(t: Ns) -> Duration {
+    Duration::from_nanos(t)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    Join { node: u32 },
+    ReqArrive { src: u32, dst: u32, req: u64 },
+    Refused { dst: u32, req: u64 },
+    FlowEnd { flow: u32, ver: u32 },
+    DataDone { dst: u32, req: u64, bad: bool },
+    CancelArrive { src: u32, upload: u64 },
+    Have { node: u32, from: u32, part: u32 },
+    Timer { node: u32, ver: u32 },
+}
+
+#[derive(Debug)]
+struct ReqState {
+    peer: u32,
+    range: Range<u64>,
+    upload: Option<u64>,
+    flow: Option<u32>,
+}
+
+#[derive(Debug)]
+struct Node {
+    planner: Planner,
+    up: f64,
+    down: f64,
+    joined: bool,
+    left: bool,
+    liar: bool,
+    join_at: Ns,
+    done_at: Option<Ns>,
+    timer: Option<Ns>,
+    timer_ver: u32,
+    peers: Vec<u32>,
+    up_flows: Vec<u32>,
+    down_flows: Vec<u32>,
+    reqs: HashMap<u64, ReqState>,
+    ups: HashMap<u64, (u32, u64)>,
+    /// First time this node got bad data from a given liar.
+    bad_from: HashMap<u32, Ns>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Flow {
+    alive: bool,
+    src: u32,
+    dst: u32,
+    req: u64,
+    upload: u64,
+    total: f64,
+    done: f64,
+    rate: f64,
+    last: Ns,
+    ver: u32,
+    bad: bool,
+    send_alloc: f64,
+    recv_alloc: f64,
+}
+
+/// The simulator state. Rate sharing: each active transfer gets
+/// `min(sender water-fill, receiver water-fill)`, where a node's water-fill splits its capacity
+/// max-min fairly among its transfers, each capped by the other end's equal share. This is a
+/// local approximation of max-min fairness (what TCP or QUIC flows converge to) that costs
+/// O(transfers near the change) per event.
+pub struct Sim {
+    cfg: SimConfig,
+    nodes: Vec<Node>,
+    flows: Vec<Flow>,
+    free_flows: Vec<u32>,
+    heap: BinaryHeap<Reverse<(Ns, u64, Ev)>>,
+    seq: u64,
+    now: Ns,
+    rng: ChaCha8Rng,
+    copies: Vec<u32>,
+    uncovered: u32,
+    origin_egress: f64,
+    liar_bytes_after_bad: f64,
+    wasted: f64,
+    requests: u64,
+    events: u64,
+    honest_left_to_complete: usize,
+    origin_left: bool,
+    lat: Ns,
+    open_slots: Vec<u32>,
+}
+
+const ORIGIN: u32 = 0;
+
+impl Sim {
+    /// Builds the swarm: node 0 is the origin (a complete seed), nodes `1..=N` downloaders.
+    pub fn new(cfg: SimConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let n = cfg.nodes;
+        let total = n + 1;
+        // Roles: slow and lying downloaders chosen at random.
+        let mut order: Vec<u32> = (1..=n as u32).collect();
+        shuffle(&mut order, &mut rng);
+        let n_slow = ((cfg.slow_fraction * n as f64).round() as usize).min(n);
+        let n_liars = cfg.lying_nodes.min(n);
+        let slow: BTreeSet<u32> = order.iter().take(n_slow).copied().collect();
+        shuffle(&mut order, &mut rng);
+        let liars: BTreeSet<u32> = order.iter().take(n_liars).copied().collect();
+        let ups: Vec<f64> = (1..=n as u32)
+            .map(|i| {
+                if slow.contains(&i) {
+                    cfg.upload / cfg.slow_factor
+                } else {
+                    cfg.upload
+                }
+            })
+            .collect();
+        let downs: Vec<f64> = (1..=n as u32)
+            .map(|i| {
+                if slow.contains(&i) {
+                    cfg.download / cfg.slow_factor
+                } else {
+                    cfg.download
+                }
+            })
+            .collect();
+        let bound = kumar_ross_bound(cfg.size, cfg.origin_upload, &ups, &downs);
+        let n_late = ((cfg.late_join_fraction * n as f64).round() as usize).min(n);
+        shuffle(&mut order, &mut rng);
+        let late: BTreeSet<u32> = order.iter().take(n_late).copied().collect();
+
+        let mut nodes = Vec::with_capacity(total);
+        for i in 0..total as u32 {
+            let seed = rng.random::<u64>();
+            let mut planner = Planner::new(cfg.planner.clone(), cfg.size, cfg.partition_size, seed);
+            let (up, down) = if i == ORIGIN {
+                planner.handle_local_have(0..cfg.size);
+                while planner.poll_action().is_some() {}
+                (cfg.origin_upload, cfg.download)
+            } else {
+                (ups[i as usize - 1], downs[i as usize - 1])
+            };
+            let join_at = if late.contains(&i) {
+                (rng.random::<f64>() * bound * 0.5 * 1e9) as Ns
+            } else {
+                0
+            };
+            nodes.push(Node {
+                planner,
+                up,
+                down,
+                joined: false,
+                left: false,
+                liar: liars.contains(&i),
+                join_at,
+                done_at: None,
+                timer: None,
+                timer_ver: 0,
+                peers: Vec::new(),
+                up_flows: Vec::new(),
+                down_flows: Vec::new(),
+                reqs: HashMap::new(),
+                ups: HashMap::new(),
+                bad_from: HashMap::new(),
+            });
+        }
+        let n_parts = cfg.size.div_ceil(nodes[0].planner.partition_size()) as usize;
+        let honest = (1..total).filter(|&i| !nodes[i].liar).count();
+        let lat = ns(cfg.latency);
+        let mut sim = Self {
+            cfg,
+            nodes,
+            flows: Vec::new(),
+            free_flows: Vec::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            now: 0,
+            rng,
+            copies: vec![0; n_parts],
+            uncovered: n_parts as u32,
+            origin_egress: 0.0,
+            liar_bytes_after_bad: 0.0,
+            wasted: 0.0,
+            requests: 0,
+            events: 0,
+            honest_left_to_complete: honest,
+            origin_left: false,
+            lat,
+            open_slots: Vec::new(),
+        };
+        // The origin first, then everyone else in a random order (ties at t=0).
+        sim.nodes[0].joined = true;
+        sim.open_slots.push(ORIGIN);
+        let mut joins: Vec<u32> = (1..total as u32).collect();
+        shuffle(&mut joins, &mut sim.rng);
+        for i in joins {
+            let t = sim.nodes[i as usize].join_at;
+            sim.push(t, Ev::Join { node: i });
+        }
+        sim
+    }
+
+    fn push(&mut self, t: Ns, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Reverse((t, self.seq, ev)));
+    }
+
+    /// The run's lower bound in seconds.
+    pub fn bound_s(&self) -> f64 {
+        let ups: Vec<f64> = self.nodes[1..].iter().map(|n| n.up).collect();
+        let downs: Vec<f64> = self.nodes[1..].iter().map(|n| n.down).collect();
+        kumar_ross_bound(self.cfg.size, self.cfg.origin_upload, &ups, &downs)
+    }
+
+    /// Runs to completion of every honest downloader, or to the safety limit (50× the bound
+    /// plus 60 simulated seconds, or 2·10⁹ events).
+    pub fn run(mut self) -> SimReport {
+        let bound = self.bound_s();
+        let limit: Ns = ((bound * 50.0 + 60.0) * 1e9) as Ns;
+        let mut hit_limit = false;
+        while self.honest_left_to_complete > 0 {
+            let Some(Reverse((t, _, ev))) = self.heap.pop() else {
+                hit_limit = true;
+                break;
+            };
+            if t > limit || self.events > 2_000_000_000 {
+                hit_limit = true;
+                break;
+            }
+            self.now = t;
+            self.events += 1;
+            self.handle(ev);
+        }
+        let honest: Vec<&Node> = self.nodes[1..].iter().filter(|n| !n.liar).collect();
+        let done: Vec<f64> = honest
+            .iter()
+            .filter_map(|n| n.done_at.map(|t| t as f64 / 1e9))
+            .collect();
+        let completion = if done.len() == honest.len() {
+            done.iter().copied().fold(0.0, f64::max)
+        } else {
+            self.now as f64 / 1e9
+        };
+        let mean = if done.is_empty() {
+            0.0
+        } else {
+            done.iter().sum::<f64>() / done.len() as f64
+        };
+        SimReport {
+            nodes: self.cfg.nodes,
+            size: self.cfg.size,
+            partition_size: self.nodes[0].planner.partition_size(),
+            completion_s: completion,
+            mean_completion_s: mean,
+            bound_s: bound,
+            ratio: completion / bound,
+            origin_egress_bytes: self.origin_egress.round() as u64,
+            completed_nodes: done.len(),
+            honest_nodes: honest.len(),
+            bytes_accepted_from_liars_after_first_bad: self.liar_bytes_after_bad.round() as u64,
+            wasted_bytes: self.wasted.round() as u64,
+            requests: self.requests,
+            events: self.events,
+            origin_left: self.origin_left,
+            hit_limit,
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Join { node } => self.join(node),
+            Ev::ReqArrive { src, dst, req } => self.req_arrive(src, dst, req),
+            Ev::Refused { dst, req } => {
+                if self.nodes[dst as usize].reqs.remove(&req).is_some() {
+                    let now = dur(self.now);
+                    self.nodes[dst as usize].planner.handle_request_failed(
+                        now,
+                        RequestId(req),
+                        Failure::Refused,
+                    );
+                    self.drain(dst);
+                }
+            }
+            Ev::FlowEnd { flow, ver } => {
+                let f = &self.flows[flow as usize];
+                if f.alive && f.ver == ver {
+                    self.flow_end(flow);
+                }
+            }
+            Ev::DataDone { dst, req, bad } => {
+                if self.nodes[dst as usize].left {
+                    return;
+                }
+                if self.nodes[dst as usize].reqs.remove(&req).is_some() {
+                    let now = dur(self.now);
+                    let node = &mut self.nodes[dst as usize];
+                    if bad {
+                        node.planner
+                            .handle_request_failed(now, RequestId(req), Failure::BadData);
+                    } else {
+                        node.planner.handle_request_done(now, RequestId(req));
+                    }
+                    self.drain(dst);
+                }
+            }
+            Ev::CancelArrive { src, upload } => self.cancel_arrive(src, upload),
+            Ev::Have { node, from, part } => {
+                let n = &mut self.nodes[node as usize];
+                if n.left || !n.peers.contains(&from) {
+                    return;
+                }
+                n.planner
+                    .handle_peer_has(dur(self.now), PeerId(u64::from(from)), part);
+                self.drain(node);
+            }
+            Ev::Timer { node, ver } => {
+                let n = &self.nodes[node as usize];
+                if n.left || n.timer_ver != ver {
+                    return;
+                }
+                self.nodes[node as usize].timer = None;
+                self.report_progress(node);
+                self.nodes[node as usize]
+                    .planner
+                    .handle_timeout(dur(self.now));
+                self.drain(node);
+            }
+        }
+    }
+
+    fn have_of(&self, node: u32) -> PeerHave {
+        let p = &self.nodes[node as usize].planner;
+        if p.is_complete() {
+            PeerHave::All
+        } else {
+            PeerHave::Partitions(p.have_partitions().iter().collect())
+        }
+    }
+
+    fn join(&mut self, node: u32) {
+        self.nodes[node as usize].joined = true;
+        self.connect_random(node, self.cfg.initial_peers);
+        self.open_slots.push(node);
+        self.drain(node);
+    }
+
+    /// Connects `node` to up to `want` random joined nodes with a free peer slot (a tracker
+    /// handing out a random sample).
+    fn connect_random(&mut self, node: u32, want: usize) {
+        let max = self.cfg.max_peers;
+        let mut tries = want * 8 + 8;
+        let mut added = 0;
+        while added < want && tries > 0 && !self.open_slots.is_empty() {
+            tries -= 1;
+            let i = self.rng.random_range(0..self.open_slots.len());
+            let cand = self.open_slots[i];
+            let c = &self.nodes[cand as usize];
+            if c.left || c.peers.len() >= max {
+                self.open_slots.swap_remove(i);
+                continue;
+            }
+            if cand == node || self.nodes[node as usize].peers.contains(&cand) {
+                continue;
+            }
+            if self.nodes[node as usize].peers.len() >= max {
+                break;
+            }
+            self.connect(node, cand);
+            added += 1;
+        }
+    }
+
+    fn connect(&mut self, a: u32, b: u32) {
+        let now = dur(self.now);
+        self.nodes[a as usize].peers.push(b);
+        self.nodes[b as usize].peers.push(a);
+        let hb = self.have_of(b);
+        let ha = self.have_of(a);
+        self.nodes[a as usize]
+            .planner
+            .handle_peer_connected(now, PeerId(u64::from(b)), hb);
+        self.nodes[b as usize]
+            .planner
+            .handle_peer_connected(now, PeerId(u64::from(a)), ha);
+        self.drain(b);
+        self.drain(a);
+    }
+
+    /// Cuts the link a–b: flows between them stop, both planners learn the disconnect.
+    fn disconnect(&mut self, a: u32, b: u32) {
+        if !self.nodes[a as usize].peers.contains(&b) {
+            return;
+        }
+        self.nodes[a as usize].peers.retain(|x| *x != b);
+        self.nodes[b as usize].peers.retain(|x| *x != a);
+        // Progress first, so verified prefixes count.
+        self.report_progress(a);
+        self.report_progress(b);
+        let flows: Vec<u32> = self.nodes[a as usize]
+            .up_flows
+            .iter()
+            .chain(self.nodes[a as usize].down_flows.iter())
+            .copied()
+            .filter(|&f| {
+                let fl = &self.flows[f as usize];
+                (fl.src == a && fl.dst == b) || (fl.src == b && fl.dst == a)
+            })
+            .collect();
+        for f in flows {
+            self.kill_flow(f, true);
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            let n = &mut self.nodes[x as usize];
+            n.reqs.retain(|_, r| r.peer != y);
+            n.ups.retain(|_, (d, _)| *d != y);
+        }
+        let now = dur(self.now);
+        self.nodes[a as usize]
+            .planner
+            .handle_peer_disconnected(now, PeerId(u64::from(b)));
+        self.nodes[b as usize]
+            .planner
+            .handle_peer_disconnected(now, PeerId(u64::from(a)));
+        self.drain(a);
+        self.drain(b);
+        for x in [a, b] {
+            let n = &self.nodes[x as usize];
+            if !n.left && n.peers.len() < 4 && n.done_at.is_none() {
+                self.connect_random(x, self.cfg.initial_peers);
+            }
+        }
+    }
+
+    fn leave(&mut self, node: u32) {
+        self.nodes[node as usize].left = true;
+        let peers = self.nodes[node as usize].peers.clone();
+        for p in peers {
+            self.disconnect(node, p);
+        }
+        self.nodes[node as usize].timer_ver += 1;
+    }
+
+    /// Reports verified progress of `node`'s active downloads to its planner.
+    fn report_progress(&mut self, node: u32) {
+        let now = self.now;
+        let flows = self.nodes[node as usize].down_flows.clone();
+        for f in flows {
+            self.advance_flow(f, now);
+            let fl = &self.flows[f as usize];
+            if fl.bad {
+                continue;
+            }
+            let received = (fl.done as u64 / CHUNK_GROUP) * CHUNK_GROUP;
+            let req = fl.req;
+            self.nodes[node as usize].planner.handle_request_progress(
+                dur(now),
+                RequestId(req),
+                received,
+            );
+        }
+    }
+
+    fn req_arrive(&mut self, src: u32, dst: u32, req: u64) {
+        let Some(r) = self.nodes[dst as usize].reqs.get(&req) else {
+            return; // cancelled meanwhile
+        };
+        if self.nodes[src as usize].left || !self.nodes[src as usize].peers.contains(&dst) {
+            self.push(self.now + self.lat, Ev::Refused { dst, req });
+            return;
+        }
+        let range = r.range.clone();
+        let uid = self.nodes[src as usize].planner.handle_upload_request(
+            dur(self.now),
+            PeerId(u64::from(dst)),
+            range,
+        );
+        self.nodes[src as usize].ups.insert(uid.0, (dst, req));
+        if let Some(r) = self.nodes[dst as usize].reqs.get_mut(&req) {
+            r.upload = Some(uid.0);
+        }
+        self.drain(src);
+    }
+
+    fn cancel_arrive(&mut self, src: u32, upload: u64) {
+        if self.nodes[src as usize].left {
+            return;
+        }
+        if self.nodes[src as usize].ups.remove(&upload).is_none() {
+            return;
+        }
+        let flow = self.nodes[src as usize]
+            .up_flows
+            .iter()
+            .copied()
+            .find(|&f| self.flows[f as usize].upload == upload);
+        if let Some(f) = flow {
+            self.kill_flow(f, true);
+        }
+        self.nodes[src as usize]
+            .planner
+            .handle_upload_done(dur(self.now), UploadId(upload));
+        self.drain(src);
+    }
+
+    /// Executes every pending action of `node`'s planner.
+    fn drain(&mut self, node: u32) {
+        loop {
+            let Some(a) = self.nodes[node as usize].planner.poll_action() else {
+                break;
+            };
+            self.act(node, a);
+        }
+        // Re-arm the timer if the planner wants another one.
+        let want = self.nodes[node as usize]
+            .planner
+            .poll_timeout()
+            .map(|d| ns(d).max(self.now + 1));
+        let n = &mut self.nodes[node as usize];
+        if !n.left && want.is_some() && want != n.timer {
+            n.timer = want;
+            n.timer_ver = n.timer_ver.wrapping_add(1);
+            let ver = n.timer_ver;
+            if let Some(t) = want {
+                self.push(t, Ev::Timer { node, ver });
+            }
+        }
+    }
+
+    fn act(&mut self, node: u32, a: Action) {
+        let lat = self.lat;
+        let now = self.now;
+        match a {
+            Action::Request { id, peer, range } => {
+                let peer = peer.0 as u32;
+                self.requests += 1;
+                self.nodes[node as usize].reqs.insert(
+                    id.0,
+                    ReqState {
+                        peer,
+                        range,
+                        upload: None,
+                        flow: None,
+                    },
+                );
+                self.push(
+                    now + lat,
+                    Ev::ReqArrive {
+                        src: peer,
+                        dst: node,
+                        req: id.0,
+                    },
+                );
+            }
+            Action::Cancel { id } => {
+                if let Some(r) = self.nodes[node as usize].reqs.remove(&id.0) {
+                    if let Some(f) = r.flow {
+                        // Stop counting at the receiver now; the sender stops one latency later.
+                        self.kill_flow(f, true);
+                    }
+                    if let Some(u) = r.upload {
+                        self.push(
+                            now + lat,
+                            Ev::CancelArrive {
+                                src: r.peer,
+                                upload: u,
+                            },
+                        );
+                    } else {
+                        // Not arrived yet: ReqArrive will find it gone.
+                    }
+                }
+            }
+            Action::AcceptUpload { id } => {
+                let Some(&(dst, req)) = self.nodes[node as usize].ups.get(&id.0) else {
+                    return;
+                };
+                let Some(r) = self.nodes[dst as usize].reqs.get(&req) else {
+                    // Cancelled: the CancelArrive is on its way.
+                    return;
+                };
+                let liar = self.nodes[node as usize].liar;
+                let len = (r.range.end - r.range.start) as f64;
+                let total = if liar {
+                    (CHUNK_GROUP as f64).min(len)
+                } else {
+                    len
+                };
+                let f = self.start_flow(node, dst, req, id.0, total, liar);
+                if let Some(r) = self.nodes[dst as usize].reqs.get_mut(&req) {
+                    r.flow = Some(f);
+                }
+            }
+            Action::RefuseUpload { id } => {
+                if let Some((dst, req)) = self.nodes[node as usize].ups.remove(&id.0) {
+                    self.push(now + lat, Ev::Refused { dst, req });
+                }
+            }
+            Action::Ban { peer } | Action::Disconnect { peer } => {
+                self.disconnect(node, peer.0 as u32);
+            }
+            Action::Announce { partition } => {
+                if node != ORIGIN {
+                    let c = &mut self.copies[partition as usize];
+                    *c += 1;
+                    if *c == 1 {
+                        self.uncovered -= 1;
+                        if self.uncovered == 0
+                            && self.cfg.origin_leaves_after_copy
+                            && !self.origin_left
+                        {
+                            self.origin_left = true;
+                            self.leave(ORIGIN);
+                        }
+                    }
+                }
+                let peers = self.nodes[node as usize].peers.clone();
+                for p in peers {
+                    self.push(
+                        now + lat,
+                        Ev::Have {
+                            node: p,
+                            from: node,
+                            part: partition,
+                        },
+                    );
+                }
+            }
+            Action::Complete => {
+                let n = &mut self.nodes[node as usize];
+                if n.done_at.is_none() && node != ORIGIN {
+                    n.done_at = Some(now);
+                    if !n.liar {
+                        self.honest_left_to_complete -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Fluid transfers
+
+    fn start_flow(
+        &mut self,
+        src: u32,
+        dst: u32,
+        req: u64,
+        upload: u64,
+        total: f64,
+        bad: bool,
+    ) -> u32 {
+        let id = self.free_flows.pop().unwrap_or_else(|| {
+            self.flows.push(Flow::default());
+            (self.flows.len() - 1) as u32
+        });
+        let ver = self.flows[id as usize].ver.wrapping_add(1);
+        self.flows[id as usize] = Flow {
+            alive: true,
+            src,
+            dst,
+            req,
+            upload,
+            total,
+            done: 0.0,
+            rate: 0.0,
+            last: self.now,
+            ver,
+            bad,
+            send_alloc: 0.0,
+            recv_alloc: 0.0,
+        };
+        self.nodes[src as usize].up_flows.push(id);
+        self.nodes[dst as usize].down_flows.push(id);
+        self.recompute(&[src, dst]);
+        id
+    }
+
+    fn advance_flow(&mut self, f: u32, now: Ns) {
+        let src_origin;
+        let fl = &mut self.flows[f as usize];
+        if now <= fl.last {
+            return;
+        }
+        let add = (fl.rate * (now - fl.last) as f64 / 1e9).min(fl.total - fl.done);
+        fl.done += add;
+        fl.last = now;
+        src_origin = fl.src == ORIGIN;
+        let (src, dst) = (fl.src, fl.dst);
+        if src_origin {
+            self.origin_egress += add;
+        }
+        if self.nodes[src as usize].liar
+            && self.nodes[dst as usize]
+                .bad_from
+                .get(&src)
+                .is_some_and(|&t| t < now)
+        {
+            self.liar_bytes_after_bad += add;
+        }
+    }
+
+    /// Removes a flow (finished or aborted) and re-shares the capacities around it.
+    fn kill_flow(&mut self, f: u32, aborted: bool) {
+        let now = self.now;
+        self.advance_flow(f, now);
+        let fl = &mut self.flows[f as usize];
+        if !fl.alive {
+            return;
+        }
+        fl.alive = false;
+        fl.ver = fl.ver.wrapping_add(1);
+        let (src, dst, done) = (fl.src, fl.dst, fl.done);
+        if aborted {
+            self.wasted += done;
+        }
+        self.nodes[src as usize].up_flows.retain(|x| *x != f);
+        self.nodes[dst as usize].down_flows.retain(|x| *x != f);
+        if let Some(r) = self.nodes[dst as usize]
+            .reqs
+            .get_mut(&self.flows[f as usize].req)
+            && r.flow == Some(f)
+        {
+            r.flow = None;
+        }
+        self.free_flows.push(f);
+        self.recompute(&[src, dst]);
+    }
+
+    fn flow_end(&mut self, f: u32) {
+        let fl = self.flows[f as usize].clone();
+        self.advance_flow(f, self.now);
+        let (src, dst, req, upload, bad) = (fl.src, fl.dst, fl.req, fl.upload, fl.bad);
+        // Bytes of a liar's transfer are counted as wasted.
+        self.kill_flow(f, bad);
+        if bad {
+            self.nodes[dst as usize]
+                .bad_from
+                .entry(src)
+                .or_insert(self.now + self.lat);
+        }
+        self.nodes[src as usize].ups.remove(&upload);
+        self.nodes[src as usize]
+            .planner
+            .handle_upload_done(dur(self.now), UploadId(upload));
+        self.drain(src);
+        self.push(self.now + self.lat, Ev::DataDone { dst, req, bad });
+    }
+
+    /// Re-shares capacities after the transfer counts of `changed` nodes changed.
+    fn recompute(&mut self, changed: &[u32]) {
+        let mut area: Vec<u32> = changed.to_vec();
+        for &c in changed {
+            let n = &self.nodes[c as usize];
+            for &f in n.up_flows.iter() {
+                area.push(self.flows[f as usize].dst);
+            }
+            for &f in n.down_flows.iter() {
+                area.push(self.flows[f as usize].src);
+            }
+        }
+        area.sort_unstable();
+        area.dedup();
+        let mut touched: Vec<u32> = Vec::new();
+        for &m in &area {
+            self.waterfill(m);
+            let n = &self.nodes[m as usize];
+            touched.extend(n.up_flows.iter().copied());
+            touched.extend(n.down_flows.iter().copied());
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let now = self.now;
+        for f in touched {
+            let fl = &self.flows[f as usize];
+            let rate = fl.send_alloc.min(fl.recv_alloc);
+            if (rate - fl.rate).abs() <= 1e-9 * rate.max(1.0) {
+                continue;
+            }
+            self.advance_flow(f, now);
+            let fl = &mut self.flows[f as usize];
+            fl.rate = rate;
+            fl.ver = fl.ver.wrapping_add(1);
+            let remaining = (fl.total - fl.done).max(0.0);
+            let ver = fl.ver;
+            if rate > 0.0 {
+                let t = now + ((remaining / rate) * 1e9).ceil() as Ns;
+                self.push(t, Ev::FlowEnd { flow: f, ver });
+            }
+        }
+    }
+
+    /// Splits node `m`'s upload among its up flows and its download among its down flows,
+    /// max-min fairly, each flow capped by the other end's equal share.
+    fn waterfill(&mut self, m: u32) {
+        let n = &self.nodes[m as usize];
+        let mut caps: Vec<(f64, u32)> = n
+            .up_flows
+            .iter()
+            .map(|&f| {
+                let d = &self.nodes[self.flows[f as usize].dst as usize];
+                (d.down / d.down_flows.len().max(1) as f64, f)
+            })
+            .collect();
+        for (alloc, f) in fill(n.up, &mut caps) {
+            self.flows[f as usize].send_alloc = alloc;
+        }
+        let n = &self.nodes[m as usize];
+        let mut caps: Vec<(f64, u32)> = n
+            .down_flows
+            .iter()
+            .map(|&f| {
+                let s = &self.nodes[self.flows[f as usize].src as usize];
+                (s.up / s.up_flows.len().max(1) as f64, f)
+            })
+            .collect();
+        for (alloc, f) in fill(n.down, &mut caps) {
+            self.flows[f as usize].recv_alloc = alloc;
+        }
+    }
+}
+
+/// Max-min fair split of `capacity` among flows with the given caps.
+fn fill(capacity: f64, caps: &mut [(f64, u32)]) -> Vec<(f64, u32)> {
+    caps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut left = capacity;
+    let k = caps.len();
+    let mut out = Vec::with_capacity(k);
+    for (i, &(cap, f)) in caps.iter().enumerate() {
+        let share = left / (k - i) as f64;
+        let a = cap.min(share);
+        left -= a;
+        out.push((a, f));
+    }
+    out
+}
+
+fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
+    for i in (1..v.len()).rev() {
+        let j = rng.random_range(0..=i);
+        v.swap(i, j);
+    }
+}
+
+/// Runs one simulation.
+pub fn run(cfg: SimConfig) -> SimReport {
+    Sim::new(cfg).run()
+}
+
+/// Why a size argument could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size {0:?}: expected bytes like 4194304, 4MiB, 1GiB, 512KiB or 1TiB")]
+pub struct SizeError(pub String);
+
+/// Parses `1234`, `16KiB`, `4MiB`, `1GiB`, `1TiB` (also `K`/`M`/`G`/`T`, `KB`… meaning the same
+/// binary units).
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| SizeError(s.to_string()))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(SizeError(s.to_string())),
+    };
+    n.checked_mul(mult).ok_or_else(|| SizeError(s.to_string()))
+}

@@ -1,0 +1,116 @@
+//! `peas-sim`: runs one deterministic swarm simulation and prints one JSON object.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use peas_sim::{MIB, SimConfig, parse_size};
+
+/// Simulate pushing one blob from an origin to N peers with the real peas planner.
+#[derive(Parser, Debug)]
+#[command(name = "peas-sim", version)]
+struct Args {
+    /// Number of downloaders (the origin comes on top).
+    #[arg(long, default_value_t = 16)]
+    nodes: usize,
+    /// Blob size: bytes, or with a suffix (KiB, MiB, GiB, TiB).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    size: u64,
+    /// Partition size: bytes or with a suffix; a multiple of 16 KiB.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+    partition_size: u64,
+    /// Largest request (download block) size.
+    #[arg(long, value_parser = parse_size)]
+    request_size: Option<u64>,
+    /// Fraction of downloaders at 1/K capacity.
+    #[arg(long, default_value_t = 0.0)]
+    slow_fraction: f64,
+    /// K: capacity divisor of slow downloaders.
+    #[arg(long, default_value_t = 10.0)]
+    slow_factor: f64,
+    /// Number of downloaders that serve bad data.
+    #[arg(long, default_value_t = 0)]
+    lying_nodes: usize,
+    /// The origin leaves once every partition has a copy elsewhere.
+    #[arg(long)]
+    origin_leaves_after_copy: bool,
+    /// Fraction of downloaders that join late (uniformly in the first half of the bound).
+    #[arg(long, default_value_t = 0.0)]
+    late_join_fraction: f64,
+    /// Upload and download capacity of every node, MiB/s.
+    #[arg(long, default_value_t = 100.0)]
+    capacity_mib: f64,
+    /// Upload capacity of the origin, MiB/s (default: the node capacity).
+    #[arg(long)]
+    origin_mib: Option<f64>,
+    /// One-way link latency, milliseconds.
+    #[arg(long, default_value_t = 1.0)]
+    latency_ms: f64,
+    /// Upload slots per node.
+    #[arg(long)]
+    upload_slots: Option<usize>,
+    /// Requests in flight per node.
+    #[arg(long)]
+    max_inflight: Option<usize>,
+    /// Requests in flight per peer.
+    #[arg(long)]
+    max_inflight_per_peer: Option<usize>,
+    /// Disable super-seeding.
+    #[arg(long)]
+    no_super_seeding: bool,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print JSON (the only output format; accepted for compatibility).
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.partition_size == 0 || args.partition_size % peas_sched::CHUNK_GROUP != 0 {
+        eprintln!(
+            "peas-sim: --partition-size {} is not a positive multiple of 16 KiB",
+            args.partition_size
+        );
+        return ExitCode::from(2);
+    }
+    let mut cfg = SimConfig {
+        nodes: args.nodes,
+        size: args.size,
+        partition_size: args.partition_size,
+        upload: args.capacity_mib * MIB,
+        download: args.capacity_mib * MIB,
+        origin_upload: args.origin_mib.unwrap_or(args.capacity_mib) * MIB,
+        latency: Duration::from_secs_f64(args.latency_ms.max(0.0) / 1000.0),
+        slow_fraction: args.slow_fraction.clamp(0.0, 1.0),
+        slow_factor: args.slow_factor.max(1.0),
+        lying_nodes: args.lying_nodes,
+        origin_leaves_after_copy: args.origin_leaves_after_copy,
+        late_join_fraction: args.late_join_fraction.clamp(0.0, 1.0),
+        seed: args.seed,
+        ..SimConfig::default()
+    };
+    if let Some(r) = args.request_size {
+        cfg.planner.request_size = r;
+    }
+    if let Some(s) = args.upload_slots {
+        cfg.planner.upload_slots = s;
+    }
+    if let Some(s) = args.max_inflight {
+        cfg.planner.max_inflight_total = s;
+    }
+    if let Some(s) = args.max_inflight_per_peer {
+        cfg.planner.max_inflight_per_peer = s;
+    }
+    if args.no_super_seeding {
+        cfg.planner.super_seeding = false;
+    }
+    let _ = args.json;
+    let lying = cfg.lying_nodes > 0;
+    let start = Instant::now();
+    let report = peas_sim::run(cfg);
+    let wall = start.elapsed().as_secs_f64();
+    println!("{}", report.to_json(wall, lying));
+    ExitCode::SUCCESS
+}
