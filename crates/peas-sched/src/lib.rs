@@ -121,6 +121,9 @@ pub struct Config {
     pub max_inflight_per_peer: usize,
     /// Most uploads served at once.
     pub upload_slots: usize,
+    /// Most uploads served at once while we are a complete seed (a seed has no downloads
+    /// competing for its link, and the origin's upload is the swarm's scarcest resource).
+    pub seed_upload_slots: usize,
     /// Most uploads waiting for a slot, over all peers (beyond: refused).
     pub upload_queue_total: usize,
     /// Most uploads waiting for a slot from one peer (beyond: refused).
@@ -156,12 +159,13 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_connected_peers: 32,
-            max_inflight_total: 8,
+            max_inflight_total: 16,
             max_inflight_per_peer: 2,
-            upload_slots: 4,
+            upload_slots: 8,
+            seed_upload_slots: 8,
             upload_queue_total: 32,
             upload_queue_per_peer: 2,
-            request_size: 1024 * 1024,
+            request_size: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),

@@ -151,7 +151,10 @@ pub struct Planner {
     next_upload: u64,
     upload_seq: u64,
     assigned: Vec<u32>,
-    served: PartitionBits,
+    /// Per partition: 1 + the first peer we served it to (0 = never served).
+    first_taker: Vec<u64>,
+    /// Per partition: bytes of finished uploads.
+    served_bytes: Vec<u64>,
     release_cursor: u32,
 
     actions: VecDeque<Action>,
@@ -266,7 +269,8 @@ impl Planner {
             next_upload: 0,
             upload_seq: 0,
             assigned: vec![0; n_parts as usize],
-            served: PartitionBits::new(n_parts),
+            first_taker: vec![0; n_parts as usize],
+            served_bytes: vec![0; n_parts as usize],
             release_cursor: 0,
             actions: VecDeque::new(),
             bytes_uploaded_started: 0,
@@ -1140,12 +1144,15 @@ impl Planner {
         (first..=last).all(|p| self.have.contains(p))
     }
 
+    /// A partition is released once a connected peer has it or we served its full length.
     fn released(&self, p: u32) -> bool {
-        self.served.contains(p)
-            || self.avail[p as usize] + self.seed_peers + self.assigned[p as usize] > 0
+        let r = self.partition_range(p);
+        self.served_bytes[p as usize] >= r.end - r.start
+            || self.avail[p as usize] + self.seed_peers > 0
     }
 
     /// Whether some partition has no copy anywhere we know of (super-seeding still going on).
+    /// The cursor only moves forward: a partition once released stays released.
     fn release_pending(&mut self) -> bool {
         while self.release_cursor < self.n_parts && self.released(self.release_cursor) {
             self.release_cursor += 1;
@@ -1153,13 +1160,28 @@ impl Planner {
         self.release_cursor < self.n_parts
     }
 
-    /// Whether super-seeding refuses partition `p` (counting `extra` own uploads of it).
-    fn superseed_refuses(&mut self, p: u32, own: u32) -> bool {
+    /// Whether super-seeding refuses partition `p` to `peer`: we are a complete seed, some
+    /// partition has no copy yet, and `p` already has one (a connected peer has it, or we
+    /// serve or served it to another peer).
+    fn superseed_refuses(&mut self, p: u32, peer: PeerId) -> bool {
         if !self.config.super_seeding || !self.is_complete() {
             return false;
         }
-        let copies = self.avail[p as usize] + self.seed_peers + self.assigned[p as usize] - own;
-        (copies > 0 || self.served.contains(p)) && self.release_pending()
+        let taker = self.first_taker[p as usize];
+        let other_taker = taker != 0 && taker != peer.0.wrapping_add(1);
+        let other_upload = self.assigned[p as usize] > 0
+            && self
+                .uploads
+                .values()
+                .any(|u| u.partition == p && u.peer != peer);
+        let copies = self.avail[p as usize] + self.seed_peers > 0;
+        (copies || other_taker || other_upload) && self.release_pending()
+    }
+
+    fn note_taker(&mut self, p: u32, peer: PeerId) {
+        if self.first_taker[p as usize] == 0 {
+            self.first_taker[p as usize] = peer.0.wrapping_add(1);
+        }
     }
 
     /// A peer asks us to serve `range`. The decision comes as [`Action::AcceptUpload`] or
@@ -1180,13 +1202,13 @@ impl Planner {
             return id;
         }
         let p = self.partition_of(range.start);
-        if self.superseed_refuses(p, 0) {
+        if self.superseed_refuses(p, peer) {
             self.actions.push_back(Action::RefuseUpload { id });
             return id;
         }
         let seq = self.upload_seq;
         self.upload_seq += 1;
-        if self.active_uploads < self.config.upload_slots {
+        if self.active_uploads < self.upload_slots() {
             self.uploads.insert(
                 id,
                 Upload {
@@ -1199,6 +1221,7 @@ impl Planner {
             );
             self.assigned[p as usize] += 1;
             self.active_uploads += 1;
+            self.note_taker(p, peer);
             self.bytes_uploaded_started += range.end - range.start;
             self.actions.push_back(Action::AcceptUpload { id });
             return id;
@@ -1229,12 +1252,21 @@ impl Planner {
         id
     }
 
+    /// Upload slots in force: [`Config::seed_upload_slots`] once complete.
+    pub fn upload_slots(&self) -> usize {
+        if self.is_complete() {
+            self.config.seed_upload_slots.max(self.config.upload_slots)
+        } else {
+            self.config.upload_slots
+        }
+    }
+
     fn remove_upload(&mut self, id: UploadId) -> Option<Upload> {
         let up = self.uploads.remove(&id)?;
         self.assigned[up.partition as usize] -= 1;
         if up.active {
             self.active_uploads -= 1;
-            self.served.insert(up.partition);
+            self.served_bytes[up.partition as usize] += up.len;
         } else {
             self.upload_queue.retain(|u| *u != id);
         }
@@ -1253,8 +1285,8 @@ impl Planner {
     /// Accepts queued uploads while slots are free: rarest partition first, then the peer with
     /// the fewest active uploads from us, then the oldest.
     fn fill_upload_slots(&mut self) {
-        while self.active_uploads < self.config.upload_slots && !self.upload_queue.is_empty() {
-            let mut best: Option<((u32, usize, u64), usize)> = None;
+        while self.active_uploads < self.upload_slots() && !self.upload_queue.is_empty() {
+            let mut best: Option<((bool, u32, usize, u64), usize)> = None;
             for (i, uid) in self.upload_queue.iter().enumerate() {
                 let Some(u) = self.uploads.get(uid) else {
                     continue;
@@ -1265,17 +1297,23 @@ impl Planner {
                     .values()
                     .filter(|x| x.active && x.peer == u.peer)
                     .count();
-                let key = (copies, peer_active, u.seq);
+                // Continuing a partition this peer already gets from us comes first: the
+                // partition then completes (and can be shared on) sooner.
+                let fresh = self.first_taker[u.partition as usize] != u.peer.0.wrapping_add(1);
+                let key = (fresh, copies, peer_active, u.seq);
                 if best.is_none_or(|(k, _)| key < k) {
                     best = Some((key, i));
                 }
             }
             let Some((_, i)) = best else { break };
             let id = self.upload_queue.remove(i);
-            let Some(p) = self.uploads.get(&id).map(|u| u.partition) else {
+            let Some((p, peer)) = self.uploads.get(&id).map(|u| (u.partition, u.peer)) else {
                 continue;
             };
-            if self.superseed_refuses(p, 1) {
+            self.assigned[p as usize] -= 1;
+            let refuse = self.superseed_refuses(p, peer);
+            self.assigned[p as usize] += 1;
+            if refuse {
                 self.uploads.remove(&id);
                 self.assigned[p as usize] -= 1;
                 self.actions.push_back(Action::RefuseUpload { id });
@@ -1286,6 +1324,7 @@ impl Planner {
                 self.bytes_uploaded_started += u.len;
             }
             self.active_uploads += 1;
+            self.note_taker(p, peer);
             self.actions.push_back(Action::AcceptUpload { id });
         }
     }

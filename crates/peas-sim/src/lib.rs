@@ -58,6 +58,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Planner configuration of every node.
     pub planner: Config,
+    /// Print a timeline (one line per simulated `trace` interval) to stderr.
+    pub trace: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -79,6 +81,7 @@ impl Default for SimConfig {
             max_peers: 32,
             seed: 1,
             planner: Config::default(),
+            trace: None,
         }
     }
 }
@@ -254,6 +257,7 @@ pub struct Sim {
     origin_left: bool,
     lat: Ns,
     open_slots: Vec<u32>,
+    next_trace: Ns,
 }
 
 const ORIGIN: u32 = 0;
@@ -353,6 +357,7 @@ impl Sim {
             origin_left: false,
             lat,
             open_slots: Vec::new(),
+            next_trace: 0,
         };
         // The origin first, then everyone else in a random order (ties at t=0).
         sim.nodes[0].joined = true;
@@ -393,6 +398,12 @@ impl Sim {
                 hit_limit = true;
                 break;
             }
+            if let Some(step) = self.cfg.trace {
+                while t >= self.next_trace {
+                    self.print_trace();
+                    self.next_trace += ns(step).max(1);
+                }
+            }
             self.now = t;
             self.events += 1;
             self.handle(ev);
@@ -430,6 +441,37 @@ impl Sim {
             origin_left: self.origin_left,
             hit_limit,
         }
+    }
+
+    fn print_trace(&self) {
+        let (mut up, mut origin, mut active) = (0.0, 0.0, 0usize);
+        for f in self.flows.iter().filter(|f| f.alive) {
+            up += f.rate;
+            active += 1;
+            if f.src == ORIGIN {
+                origin += f.rate;
+            }
+        }
+        let done = self.nodes[1..]
+            .iter()
+            .filter(|n| n.done_at.is_some())
+            .count();
+        let verified: u64 = self.nodes[1..]
+            .iter()
+            .map(|n| n.planner.verified_bytes())
+            .sum();
+        let n = self.cfg.nodes.max(1) as f64;
+        eprintln!(
+            "t={:7.3}s swarm_up={:8.1}MiB/s ({:5.1}%) origin_up={:6.1}MiB/s flows={} done={} avg_verified={:5.1}% uncovered={}",
+            self.next_trace as f64 / 1e9,
+            up / MIB,
+            100.0 * up / (self.nodes.iter().map(|x| x.up).sum::<f64>()),
+            origin / MIB,
+            active,
+            done,
+            100.0 * verified as f64 / n / self.cfg.size.max(1) as f64,
+            self.uncovered,
+        );
     }
 
     fn handle(&mut self, ev: Ev) {
@@ -913,6 +955,11 @@ impl Sim {
     }
 
     /// Re-shares capacities after the transfer counts of `changed` nodes changed.
+    ///
+    /// Three local water-filling passes over the changed nodes and their transfer partners:
+    /// receivers split their download (each transfer capped by its sender's equal share),
+    /// senders split their upload (each capped by what its receiver granted), receivers split
+    /// again (capped by what the sender granted). A transfer's rate is the smaller grant.
     fn recompute(&mut self, changed: &[u32]) {
         let mut area: Vec<u32> = changed.to_vec();
         for &c in changed {
@@ -926,9 +973,17 @@ impl Sim {
         }
         area.sort_unstable();
         area.dedup();
+        for &m in &area {
+            self.fill_down(m, true);
+        }
+        for &m in &area {
+            self.fill_up(m);
+        }
+        for &m in &area {
+            self.fill_down(m, false);
+        }
         let mut touched: Vec<u32> = Vec::new();
         for &m in &area {
-            self.waterfill(m);
             let n = &self.nodes[m as usize];
             touched.extend(n.up_flows.iter().copied());
             touched.extend(n.down_flows.iter().copied());
@@ -955,32 +1010,36 @@ impl Sim {
         }
     }
 
-    /// Splits node `m`'s upload among its up flows and its download among its down flows,
-    /// max-min fairly, each flow capped by the other end's equal share.
-    fn waterfill(&mut self, m: u32) {
-        let n = &self.nodes[m as usize];
-        let mut caps: Vec<(f64, u32)> = n
-            .up_flows
-            .iter()
-            .map(|&f| {
-                let d = &self.nodes[self.flows[f as usize].dst as usize];
-                (d.down / d.down_flows.len().max(1) as f64, f)
-            })
-            .collect();
-        for (alloc, f) in fill(n.up, &mut caps) {
-            self.flows[f as usize].send_alloc = alloc;
-        }
+    /// Splits node `m`'s download among its transfers, max-min fairly; each transfer is capped
+    /// by its sender's equal share (`first`) or by the sender's grant.
+    fn fill_down(&mut self, m: u32, first: bool) {
         let n = &self.nodes[m as usize];
         let mut caps: Vec<(f64, u32)> = n
             .down_flows
             .iter()
             .map(|&f| {
-                let s = &self.nodes[self.flows[f as usize].src as usize];
-                (s.up / s.up_flows.len().max(1) as f64, f)
+                let fl = &self.flows[f as usize];
+                let s = &self.nodes[fl.src as usize];
+                let share = s.up / s.up_flows.len().max(1) as f64;
+                (if first { share } else { fl.send_alloc }, f)
             })
             .collect();
         for (alloc, f) in fill(n.down, &mut caps) {
             self.flows[f as usize].recv_alloc = alloc;
+        }
+    }
+
+    /// Splits node `m`'s upload among its transfers, max-min fairly, each capped by what its
+    /// receiver granted.
+    fn fill_up(&mut self, m: u32) {
+        let n = &self.nodes[m as usize];
+        let mut caps: Vec<(f64, u32)> = n
+            .up_flows
+            .iter()
+            .map(|&f| (self.flows[f as usize].recv_alloc, f))
+            .collect();
+        for (alloc, f) in fill(n.up, &mut caps) {
+            self.flows[f as usize].send_alloc = alloc;
         }
     }
 }

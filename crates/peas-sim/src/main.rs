@@ -49,18 +49,36 @@ struct Args {
     /// Upload slots per node.
     #[arg(long)]
     upload_slots: Option<usize>,
+    /// Upload slots of a complete seed.
+    #[arg(long)]
+    seed_upload_slots: Option<usize>,
     /// Requests in flight per node.
     #[arg(long)]
     max_inflight: Option<usize>,
     /// Requests in flight per peer.
     #[arg(long)]
     max_inflight_per_peer: Option<usize>,
+    /// Take a request back when an idle peer is expected this many times faster.
+    #[arg(long)]
+    steal_factor: Option<f64>,
+    /// Endgame once at most this many blocks are missing.
+    #[arg(long)]
+    endgame_blocks: Option<usize>,
+    /// Upload queue length per node.
+    #[arg(long)]
+    upload_queue: Option<usize>,
+    /// How long a refused partition is not asked again from that peer, milliseconds.
+    #[arg(long)]
+    refusal_memory_ms: Option<u64>,
     /// Disable super-seeding.
     #[arg(long)]
     no_super_seeding: bool,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Print a timeline to stderr every this many simulated seconds.
+    #[arg(long)]
+    trace_s: Option<f64>,
     /// Print JSON (the only output format; accepted for compatibility).
     #[arg(long)]
     json: bool,
@@ -91,17 +109,36 @@ fn main() -> ExitCode {
         seed: args.seed,
         ..SimConfig::default()
     };
+    cfg.trace = args
+        .trace_s
+        .filter(|t| *t > 0.0)
+        .map(Duration::from_secs_f64);
     if let Some(r) = args.request_size {
         cfg.planner.request_size = r;
     }
     if let Some(s) = args.upload_slots {
         cfg.planner.upload_slots = s;
     }
+    if let Some(s) = args.seed_upload_slots {
+        cfg.planner.seed_upload_slots = s;
+    }
     if let Some(s) = args.max_inflight {
         cfg.planner.max_inflight_total = s;
     }
     if let Some(s) = args.max_inflight_per_peer {
         cfg.planner.max_inflight_per_peer = s;
+    }
+    if let Some(x) = args.steal_factor {
+        cfg.planner.slow_factor = x;
+    }
+    if let Some(x) = args.endgame_blocks {
+        cfg.planner.endgame_blocks = x;
+    }
+    if let Some(x) = args.upload_queue {
+        cfg.planner.upload_queue_total = x;
+    }
+    if let Some(x) = args.refusal_memory_ms {
+        cfg.planner.refusal_memory = Duration::from_millis(x);
     }
     if args.no_super_seeding {
         cfg.planner.super_seeding = false;
