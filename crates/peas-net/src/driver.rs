@@ -180,6 +180,7 @@ pub(crate) struct SwarmStats {
     pub(crate) from_peers: HashMap<EndpointId, u64>,
     pub(crate) already_complete: bool,
     pub(crate) completed_at: Option<std::time::Instant>,
+    pub(crate) banned: Vec<EndpointId>,
 }
 
 /// Everything a driver needs from the node.
@@ -953,6 +954,11 @@ impl Driver {
                     if let Some(id) = self.rev.get(&peer).copied() {
                         tracing::warn!(peer = %id, "banning peer: it sent data that failed verification");
                         self.banned.insert(id);
+                        self.stats
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .banned
+                            .push(id);
                         if let Some(s) = self.sessions.get(&id) {
                             s.conn.close(1u32.into(), b"banned");
                             if let BlobsState::Ready(c) = &s.blobs {
@@ -1258,6 +1264,18 @@ impl Driver {
         tokio::time::sleep(Duration::from_millis(50)).await;
         for c in conns {
             c.close(0u32.into(), b"leave");
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // a driver that is aborted (node killed) must not leave transfers running
+        for s in self.sessions.values() {
+            s.abort();
+        }
+        for r in self.inflight.values() {
+            r.task.abort();
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct InstallReport {
     pub uploaded_bytes: u64,
     /// Whether the store already held the whole verified content (nothing was fetched).
     pub already_complete: bool,
+    /// Peers banned because their data failed verification.
+    pub banned: Vec<NodeId>,
 }
 
 /// A running install: watch its progress, then await its report.
@@ -103,6 +105,7 @@ impl InstallHandle {
             from_peers,
             uploaded_bytes: self.uploads.total(),
             already_complete: st.already_complete,
+            banned: st.banned.iter().map(|id| to_node_id(*id)).collect(),
         })
     }
 }
@@ -355,6 +358,24 @@ impl Node {
             }
             task.abort();
         }
+    }
+
+    /// Kills the node without telling peers anything (a crash, for tests): every swarm task
+    /// and transfer is aborted and the endpoint closed. Verified data already in the store
+    /// stays; nothing else is flushed.
+    pub async fn abort(self) {
+        let handles: Vec<_> = self.inner.handles.lock().await.drain().collect();
+        self.inner
+            .drivers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        for (_, (_, task)) in handles {
+            task.abort();
+            task.await.ok();
+        }
+        self.inner.upload_task.abort();
+        self.inner.router.shutdown().await.ok();
     }
 
     /// Stops the node: every swarm says `Leave`, the router and endpoint close. The store is

@@ -1,0 +1,70 @@
+//! Interop: a plain iroh-blobs provider (no swarm protocol) is a usable source, and a node
+//! whose store already holds the content completes at once.
+
+use std::time::Duration;
+
+use iroh::{SecretKey, protocol::Router};
+use iroh_blobs::{BlobsProtocol, store::mem::MemStore};
+use peas_net::{InstallOptions, Node};
+use peas_tests::{local_endpoint, loopback_addr, manifest_for, random_bytes, secret, test_config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_iroh_blobs_provider_is_a_source() {
+    let data = random_bytes(3 * 1024 * 1024 + 12_345, 1);
+    // a plain iroh-blobs provider
+    let provider_store = MemStore::new();
+    let tag = provider_store.add_slice(&data).await.expect("add");
+    let ep = local_endpoint(SecretKey::from_bytes(&secret(1)))
+        .await
+        .expect("bind");
+    let provider_addr = loopback_addr(&ep).expect("loopback");
+    let provider_id = peas_net::convert::to_node_id(ep.id());
+    let router = Router::builder(ep)
+        .accept(iroh_blobs::ALPN, BlobsProtocol::new(&provider_store, None))
+        .spawn();
+
+    let manifest = manifest_for(
+        &data,
+        1024 * 1024,
+        &[(provider_id, provider_addr)],
+        &secret(1),
+    );
+    assert_eq!(manifest.hash().0, *tag.hash.as_bytes());
+
+    let store = MemStore::new();
+    let node = Node::spawn(secret(2), (*store).clone(), None, test_config())
+        .await
+        .expect("node");
+    let install = node
+        .install(&manifest, InstallOptions::default())
+        .await
+        .expect("install");
+    let report = tokio::time::timeout(Duration::from_secs(60), install.wait())
+        .await
+        .expect("bounded")
+        .expect("install completes");
+    assert!(!report.already_complete);
+    assert_eq!(report.bytes, data.len() as u64);
+    assert_eq!(report.from_peers.len(), 1);
+    assert_eq!(report.from_peers[0].0, provider_id);
+    assert!(report.from_peers[0].1 >= data.len() as u64);
+    let got = store.get_bytes(tag.hash).await.expect("complete blob");
+    assert_eq!(&got[..], &data[..]);
+
+    // installing again: already complete, nothing fetched
+    node.shutdown().await.expect("shutdown");
+    let node = Node::spawn(secret(2), (*store).clone(), None, test_config())
+        .await
+        .expect("node");
+    let report = node
+        .install(&manifest, InstallOptions::default())
+        .await
+        .expect("install")
+        .wait()
+        .await
+        .expect("complete");
+    assert!(report.already_complete);
+    assert!(report.from_peers.is_empty());
+    node.shutdown().await.expect("shutdown");
+    router.shutdown().await.ok();
+}
