@@ -85,6 +85,11 @@ macro_rules! hex_id_impls {
                 parse_hex32(s).map(Self)
             }
         }
+        impl From<&$t> for $t {
+            fn from(v: &$t) -> Self {
+                *v
+            }
+        }
         impl From<[u8; 32]> for $t {
             fn from(b: [u8; 32]) -> Self {
                 Self(b)
