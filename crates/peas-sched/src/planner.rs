@@ -159,7 +159,13 @@ pub struct Planner {
 
     actions: VecDeque<Action>,
     bytes_uploaded_started: u64,
+    /// Uploads accepted per peer (fairness among queued requests); forgotten on disconnect.
+    accepted_per_peer: BTreeMap<PeerId, u64>,
 }
+
+/// Order of queued uploads: (not a continuation, copies, peer's active uploads, peer's accepted
+/// uploads, arrival).
+type QueueKey = (bool, u32, usize, u64, u64);
 
 fn round_up(x: u64, to: u64) -> u64 {
     x.div_ceil(to).saturating_mul(to)
@@ -274,6 +280,7 @@ impl Planner {
             release_cursor: 0,
             actions: VecDeque::new(),
             bytes_uploaded_started: 0,
+            accepted_per_peer: BTreeMap::new(),
         };
         planner.check_complete();
         planner
@@ -659,6 +666,7 @@ impl Planner {
         if let Some(pe) = self.peers.remove(&peer) {
             self.remove_have(pe.have);
         }
+        self.accepted_per_peer.remove(&peer);
         let ups: Vec<UploadId> = self
             .uploads
             .iter()
@@ -900,11 +908,10 @@ impl Planner {
             let mut progress = true;
             while progress && self.requests.len() < self.config.max_inflight_total {
                 progress = false;
-                for i in 0..cands.len() {
+                for &(_, _, peer) in &cands {
                     if self.requests.len() >= self.config.max_inflight_total {
                         break;
                     }
-                    let peer = cands[i].2;
                     let inflight = self.peers.get(&peer).map_or(usize::MAX, |p| p.inflight);
                     if inflight >= self.config.max_inflight_per_peer {
                         continue;
@@ -1222,6 +1229,7 @@ impl Planner {
             self.assigned[p as usize] += 1;
             self.active_uploads += 1;
             self.note_taker(p, peer);
+            *self.accepted_per_peer.entry(peer).or_default() += 1;
             self.bytes_uploaded_started += range.end - range.start;
             self.actions.push_back(Action::AcceptUpload { id });
             return id;
@@ -1286,7 +1294,7 @@ impl Planner {
     /// the fewest active uploads from us, then the oldest.
     fn fill_upload_slots(&mut self) {
         while self.active_uploads < self.upload_slots() && !self.upload_queue.is_empty() {
-            let mut best: Option<((bool, u32, usize, u64), usize)> = None;
+            let mut best: Option<(QueueKey, usize)> = None;
             for (i, uid) in self.upload_queue.iter().enumerate() {
                 let Some(u) = self.uploads.get(uid) else {
                     continue;
@@ -1300,7 +1308,8 @@ impl Planner {
                 // Continuing a partition this peer already gets from us comes first: the
                 // partition then completes (and can be shared on) sooner.
                 let fresh = self.first_taker[u.partition as usize] != u.peer.0.wrapping_add(1);
-                let key = (fresh, copies, peer_active, u.seq);
+                let served = self.accepted_per_peer.get(&u.peer).copied().unwrap_or(0);
+                let key = (fresh, copies, peer_active, served, u.seq);
                 if best.is_none_or(|(k, _)| key < k) {
                     best = Some((key, i));
                 }
@@ -1325,7 +1334,365 @@ impl Planner {
             }
             self.active_uploads += 1;
             self.note_taker(p, peer);
+            *self.accepted_per_peer.entry(peer).or_default() += 1;
             self.actions.push_back(Action::AcceptUpload { id });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: u64 = 1024;
+    const PS: u64 = 64 * KIB;
+
+    fn drain(p: &mut Planner) -> Vec<Action> {
+        std::iter::from_fn(|| p.poll_action()).collect()
+    }
+
+    fn requests(actions: &[Action]) -> Vec<(RequestId, PeerId, Range<u64>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Request { id, peer, range } => Some((*id, *peer, range.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cfg() -> Config {
+        Config {
+            request_size: PS,
+            random_first: 0,
+            ..Config::default()
+        }
+    }
+
+    fn ms(x: u64) -> Duration {
+        Duration::from_millis(x)
+    }
+
+    #[test]
+    fn rarest_partition_first() {
+        let c = Config {
+            max_inflight_total: 0,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 4 * PS, PS, 7);
+        // Partition 3 is held by one peer only, the others by three.
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![0, 1, 2]));
+        p.handle_peer_connected(ms(0), PeerId(2), PeerHave::Partitions(vec![0, 1, 2]));
+        p.handle_peer_connected(ms(0), PeerId(3), PeerHave::All);
+        assert_eq!(p.availability(3), 1);
+        assert_eq!(p.availability(0), 3);
+        for _ in 0..10 {
+            assert_eq!(p.pick_partition(PeerId(3)), Some(3));
+        }
+        // Among equally rare partitions, ties are broken at random.
+        let picks: BTreeSet<u32> = (0..50)
+            .filter_map(|_| p.pick_partition(PeerId(1)))
+            .collect();
+        assert_eq!(picks, BTreeSet::from([0, 1, 2]));
+        // A started partition comes before a rarer untouched one.
+        p.parts[0].touched = true;
+        assert_eq!(p.pick_partition(PeerId(3)), Some(0));
+    }
+
+    #[test]
+    fn seed_completes_at_once_and_serves() {
+        let mut p = Planner::new(cfg(), 3 * PS + 100, PS, 1);
+        p.handle_local_have(0..3 * PS + 100);
+        assert!(p.is_complete());
+        assert_eq!(drain(&mut p), vec![Action::Complete]);
+        let id = p.handle_upload_request(ms(0), PeerId(1), 3 * PS..3 * PS + 100);
+        assert_eq!(drain(&mut p), vec![Action::AcceptUpload { id }]);
+    }
+
+    #[test]
+    fn refuses_ranges_it_lacks_and_bad_ranges() {
+        let mut p = Planner::new(cfg(), 2 * PS, PS, 1);
+        p.handle_local_have(0..PS);
+        let a = p.handle_upload_request(ms(0), PeerId(1), PS..2 * PS);
+        let b = p.handle_upload_request(ms(0), PeerId(1), 0..3 * PS);
+        let c = p.handle_upload_request(ms(0), PeerId(1), 5..5);
+        let d = p.handle_upload_request(ms(0), PeerId(1), 0..PS);
+        assert_eq!(
+            drain(&mut p),
+            vec![
+                Action::RefuseUpload { id: a },
+                Action::RefuseUpload { id: b },
+                Action::RefuseUpload { id: c },
+                Action::AcceptUpload { id: d },
+            ]
+        );
+    }
+
+    #[test]
+    fn super_seeding_refuses_partitions_someone_else_has() {
+        let mut p = Planner::new(cfg(), 3 * PS, PS, 1);
+        p.handle_local_have(0..3 * PS);
+        drain(&mut p);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![0]));
+        p.handle_peer_connected(ms(0), PeerId(2), PeerHave::Partitions(vec![]));
+        // Partition 0 has a copy; 1 and 2 have none: 0 is refused, 1 accepted.
+        let a = p.handle_upload_request(ms(1), PeerId(2), 0..PS);
+        let b = p.handle_upload_request(ms(1), PeerId(2), PS..2 * PS);
+        // Another peer asking for partition 1 while we serve it to peer 2: refused.
+        let c = p.handle_upload_request(ms(1), PeerId(1), PS..2 * PS);
+        assert_eq!(
+            drain(&mut p),
+            vec![
+                Action::RefuseUpload { id: a },
+                Action::AcceptUpload { id: b },
+                Action::RefuseUpload { id: c },
+            ]
+        );
+        p.handle_upload_done(ms(2), b);
+        let d = p.handle_upload_request(ms(3), PeerId(1), 2 * PS..3 * PS);
+        p.handle_upload_done(ms(4), d);
+        // Every partition now has a copy: anything is served.
+        let e = p.handle_upload_request(ms(5), PeerId(2), 0..PS);
+        assert_eq!(
+            drain(&mut p),
+            vec![
+                Action::AcceptUpload { id: d },
+                Action::AcceptUpload { id: e }
+            ]
+        );
+    }
+
+    #[test]
+    fn upload_slots_queue_and_fairness() {
+        let c = Config {
+            upload_slots: 1,
+            seed_upload_slots: 1,
+            upload_queue_total: 2,
+            upload_queue_per_peer: 2,
+            super_seeding: false,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 2 * PS, PS, 1);
+        p.handle_local_have(0..2 * PS);
+        drain(&mut p);
+        let a = p.handle_upload_request(ms(0), PeerId(1), 0..PS);
+        let b = p.handle_upload_request(ms(0), PeerId(1), PS..2 * PS);
+        let c2 = p.handle_upload_request(ms(0), PeerId(2), 0..PS);
+        let d = p.handle_upload_request(ms(0), PeerId(3), 0..PS);
+        assert_eq!(
+            drain(&mut p),
+            vec![
+                Action::AcceptUpload { id: a },
+                Action::RefuseUpload { id: d }
+            ]
+        );
+        assert_eq!(p.queued_uploads(), 2);
+        // Peer 1 is served already: peer 2 comes next although it asked later.
+        p.handle_upload_done(ms(1), a);
+        assert_eq!(drain(&mut p), vec![Action::AcceptUpload { id: c2 }]);
+        p.handle_upload_done(ms(2), c2);
+        assert_eq!(drain(&mut p), vec![Action::AcceptUpload { id: b }]);
+        assert_eq!(p.active_uploads(), 1);
+    }
+
+    #[test]
+    fn bad_data_bans_for_good_and_keeps_verified_prefix() {
+        let mut p = Planner::new(cfg(), 2 * PS, PS, 3);
+        p.handle_peer_connected(ms(0), PeerId(9), PeerHave::All);
+        let reqs = requests(&drain(&mut p));
+        assert_eq!(reqs.len(), 2);
+        let (id, _, range) = reqs[0].clone();
+        p.handle_request_progress(ms(1), id, 20 * KIB);
+        p.handle_request_failed(ms(2), id, Failure::BadData);
+        let acts = drain(&mut p);
+        assert!(acts.contains(&Action::Ban { peer: PeerId(9) }));
+        assert!(acts.contains(&Action::Cancel { id: reqs[1].0 }));
+        assert!(p.is_banned(PeerId(9)));
+        // Progress is counted in whole chunk groups.
+        assert_eq!(p.verified_bytes(), 16 * KIB);
+        p.handle_peer_connected(ms(3), PeerId(9), PeerHave::All);
+        assert_eq!(drain(&mut p), vec![Action::Ban { peer: PeerId(9) }]);
+        // An honest peer gets the rest, starting after the verified prefix.
+        p.handle_peer_connected(ms(4), PeerId(10), PeerHave::All);
+        let reqs = requests(&drain(&mut p));
+        assert!(reqs.iter().all(|(_, peer, _)| *peer == PeerId(10)));
+        assert!(
+            reqs.iter()
+                .any(|(_, _, r)| r.start == range.start + 16 * KIB)
+        );
+    }
+
+    #[test]
+    fn errors_back_off_exponentially() {
+        let c = Config {
+            max_inflight_per_peer: 1,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 4 * PS, PS, 3);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::All);
+        let r = requests(&drain(&mut p));
+        p.handle_request_failed(ms(10), r[0].0, Failure::Error);
+        assert!(requests(&drain(&mut p)).is_empty());
+        assert_eq!(p.poll_timeout(), Some(ms(510)));
+        p.handle_timeout(ms(509));
+        assert!(requests(&drain(&mut p)).is_empty());
+        p.handle_timeout(ms(510));
+        let r = requests(&drain(&mut p));
+        assert_eq!(r.len(), 1);
+        p.handle_request_failed(ms(600), r[0].0, Failure::Timeout);
+        drain(&mut p);
+        // Second failure in a row: twice the delay.
+        assert_eq!(p.poll_timeout(), Some(ms(1600)));
+    }
+
+    #[test]
+    fn refused_partition_is_not_asked_again_for_a_while() {
+        let c = Config {
+            max_inflight_per_peer: 1,
+            max_inflight_total: 1,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 2 * PS, PS, 3);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::All);
+        let r = requests(&drain(&mut p));
+        let refused = r[0].2.clone();
+        p.handle_request_failed(ms(1), r[0].0, Failure::Refused);
+        let r = requests(&drain(&mut p));
+        assert_eq!(r.len(), 1);
+        assert_ne!(r[0].2, refused, "the other partition is asked instead");
+    }
+
+    #[test]
+    fn slow_peer_work_is_taken_back_by_an_idle_faster_peer() {
+        let c = Config {
+            max_inflight_per_peer: 1,
+            max_inflight_total: 2,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 3 * PS, PS, 3);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::All);
+        p.handle_peer_connected(ms(0), PeerId(2), PeerHave::All);
+        let r = requests(&drain(&mut p));
+        assert_eq!(r.len(), 2);
+        let (fast, slow) = if r[0].1 == PeerId(1) {
+            (r[0].clone(), r[1].clone())
+        } else {
+            (r[1].clone(), r[0].clone())
+        };
+        // Peer 1 delivers its whole partition in 10 ms, then gets the last partition.
+        p.handle_request_done(ms(10), fast.0);
+        let r3 = requests(&drain(&mut p));
+        assert_eq!(r3.len(), 1);
+        p.handle_request_done(ms(20), r3[0].0);
+        drain(&mut p);
+        // Peer 2 has delivered 16 KiB in 300 ms: far slower. Peer 1 is idle and takes over.
+        p.handle_request_progress(ms(300), slow.0, 16 * KIB);
+        p.handle_timeout(ms(300));
+        let acts = drain(&mut p);
+        assert!(acts.contains(&Action::Cancel { id: slow.0 }));
+        let r = requests(&acts);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].1, PeerId(1));
+        assert_eq!(r[0].2, slow.2.start + 16 * KIB..slow.2.end);
+        assert_eq!(p.peer_stats(PeerId(2)).map(|s| s.slow_strikes), Some(1));
+    }
+
+    #[test]
+    fn endgame_duplicates_a_straggler_and_cancels_the_loser() {
+        let c = Config {
+            max_inflight_per_peer: 1,
+            max_inflight_total: 4,
+            slow_factor: 1e9,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 2 * PS, PS, 5);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::All);
+        p.handle_peer_connected(ms(0), PeerId(2), PeerHave::All);
+        let r = requests(&drain(&mut p));
+        assert_eq!(r.len(), 2);
+        let (a, b) = (r[0].clone(), r[1].clone());
+        p.handle_request_done(ms(5), a.0);
+        drain(&mut p);
+        // Peer a.1 is idle and fast; b crawls (16 KiB in 400 ms): duplicate the rest of it.
+        p.handle_request_progress(ms(400), b.0, 16 * KIB);
+        p.handle_timeout(ms(400));
+        let acts = drain(&mut p);
+        assert!(!acts.iter().any(|x| matches!(x, Action::Cancel { .. })));
+        let dup = requests(&acts);
+        assert_eq!(dup.len(), 1);
+        assert_eq!(dup[0].1, a.1);
+        assert_eq!(dup[0].2, b.2.start + 16 * KIB..b.2.end);
+        // The duplicate wins; the original is cancelled.
+        p.handle_request_done(ms(410), dup[0].0);
+        let acts = drain(&mut p);
+        assert!(acts.contains(&Action::Cancel { id: b.0 }));
+        assert!(acts.contains(&Action::Complete));
+        assert!(p.is_complete());
+    }
+
+    #[test]
+    fn a_new_peer_takes_work_at_once() {
+        let c = Config {
+            max_inflight_per_peer: 2,
+            max_inflight_total: 2,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 4 * PS, PS, 5);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::All);
+        let r = requests(&drain(&mut p));
+        assert_eq!(r.len(), 2);
+        // Half a second later peer 1 has sent nothing; a new peer appears: one request moves.
+        p.handle_peer_connected(ms(500), PeerId(2), PeerHave::All);
+        let acts = drain(&mut p);
+        let moved = requests(&acts);
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].1, PeerId(2));
+        assert!(acts.iter().any(|a| matches!(a, Action::Cancel { .. })));
+        assert_eq!(p.inflight(), 2);
+    }
+
+    #[test]
+    fn connected_peer_limit() {
+        let c = Config {
+            max_connected_peers: 1,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, PS, PS, 5);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![]));
+        p.handle_peer_connected(ms(0), PeerId(2), PeerHave::All);
+        assert_eq!(drain(&mut p), vec![Action::Disconnect { peer: PeerId(2) }]);
+        assert_eq!(p.connected_peers(), 1);
+    }
+
+    #[test]
+    fn same_seed_same_actions() {
+        let run = |seed| {
+            let mut p = Planner::new(
+                Config {
+                    random_first: 100,
+                    ..cfg()
+                },
+                64 * PS,
+                PS,
+                seed,
+            );
+            p.handle_peer_connected(ms(0), PeerId(1), PeerHave::All);
+            requests(&drain(&mut p))
+                .into_iter()
+                .map(|r| r.2)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+    }
+
+    #[test]
+    fn geometry_is_validated_or_clamped() {
+        assert!(Planner::try_new(cfg(), 10, 1000, 0).is_err());
+        assert!(Planner::try_new(cfg(), u64::MAX, CHUNK_GROUP, 0).is_err());
+        let p = Planner::new(cfg(), 10 * PS, 1000, 0);
+        assert_eq!(p.partition_size(), CHUNK_GROUP);
+        let p = Planner::new(cfg(), 0, PS, 0);
+        assert!(p.is_complete());
     }
 }

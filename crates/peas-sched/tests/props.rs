@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::time::Duration;
 
-use peas_sched::{Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, Planner, RequestId, UploadId};
+use peas_sched::{
+    Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, Planner, RequestId, UploadId,
+};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -59,21 +61,44 @@ impl Shell {
         while let Some(a) = self.planner.poll_action() {
             match a {
                 Action::Request { id, peer, range } => {
-                    assert!(!self.banned.contains(&peer), "request to banned peer {peer:?}");
-                    assert!(self.connected.contains_key(&peer), "request to unknown peer");
+                    assert!(
+                        !self.banned.contains(&peer),
+                        "request to banned peer {peer:?}"
+                    );
+                    assert!(
+                        self.connected.contains_key(&peer),
+                        "request to unknown peer"
+                    );
                     assert!(range.start < range.end && range.end <= self.size);
                     assert_eq!(range.start % CHUNK_GROUP, 0, "unaligned start");
                     assert!(range.end % CHUNK_GROUP == 0 || range.end == self.size);
                     let p = (range.start / self.psize) as u32;
-                    assert_eq!(p, ((range.end - 1) / self.psize) as u32, "crosses partitions");
-                    assert!(self.has(peer, p), "requested partition {p} from a peer lacking it");
+                    assert_eq!(
+                        p,
+                        ((range.end - 1) / self.psize) as u32,
+                        "crosses partitions"
+                    );
+                    assert!(
+                        self.has(peer, p),
+                        "requested partition {p} from a peer lacking it"
+                    );
                     assert!(self.outstanding.insert(id, (peer, range)).is_none());
-                    let per_peer = self.outstanding.values().filter(|(q, _)| *q == peer).count();
+                    let per_peer = self
+                        .outstanding
+                        .values()
+                        .filter(|(q, _)| *q == peer)
+                        .count();
                     assert!(per_peer <= self.cfg.max_inflight_per_peer, "per-peer limit");
-                    assert!(self.outstanding.len() <= self.cfg.max_inflight_total, "total limit");
+                    assert!(
+                        self.outstanding.len() <= self.cfg.max_inflight_total,
+                        "total limit"
+                    );
                 }
                 Action::Cancel { id } => {
-                    assert!(self.outstanding.remove(&id).is_some(), "cancel of unknown request");
+                    assert!(
+                        self.outstanding.remove(&id).is_some(),
+                        "cancel of unknown request"
+                    );
                 }
                 Action::AcceptUpload { id } => {
                     let peer = self.pending_uploads.remove(&id);
@@ -83,7 +108,10 @@ impl Shell {
                     assert!(self.accepted.len() <= slots, "upload slots exceeded");
                 }
                 Action::RefuseUpload { id } => {
-                    assert!(self.pending_uploads.remove(&id).is_some(), "refuse of unknown upload");
+                    assert!(
+                        self.pending_uploads.remove(&id).is_some(),
+                        "refuse of unknown upload"
+                    );
                 }
                 Action::Ban { peer } => {
                     self.banned.insert(peer);
@@ -134,8 +162,10 @@ impl Shell {
         match rng.random_range(0..10) {
             0..=3 => {
                 // Finish or progress an outstanding request.
-                if let Some((&id, (_, range))) =
-                    self.outstanding.iter().nth(rng.random_range(0..self.outstanding.len().max(1)))
+                if let Some((&id, (_, range))) = self
+                    .outstanding
+                    .iter()
+                    .nth(rng.random_range(0..self.outstanding.len().max(1)))
                 {
                     let len = range.end - range.start;
                     let r = rng.random_range(0..4);
@@ -146,8 +176,12 @@ impl Shell {
                             self.outstanding.remove(&id);
                         }
                     } else if r == 1 && allow_failures {
-                        let f = [Failure::Error, Failure::Timeout, Failure::Refused, Failure::BadData]
-                            [rng.random_range(0..4)];
+                        let f = [
+                            Failure::Error,
+                            Failure::Timeout,
+                            Failure::Refused,
+                            Failure::BadData,
+                        ][rng.random_range(0..4)];
                         self.outstanding.remove(&id);
                         self.planner.handle_request_failed(self.now, id, f);
                     } else {
@@ -174,7 +208,9 @@ impl Shell {
                 let p = rng.random_range(0..n_parts);
                 let start = u64::from(p) * self.psize;
                 let end = (start + self.psize).min(self.size);
-                let id = self.planner.handle_upload_request(self.now, peer, start..end);
+                let id = self
+                    .planner
+                    .handle_upload_request(self.now, peer, start..end);
                 self.pending_uploads.insert(id, peer);
             }
             6 => {
@@ -192,7 +228,11 @@ impl Shell {
                 }
             }
             _ => {
-                let t = self.planner.poll_timeout().unwrap_or(self.now).max(self.now);
+                let t = self
+                    .planner
+                    .poll_timeout()
+                    .unwrap_or(self.now)
+                    .max(self.now);
                 self.now = t;
                 self.planner.handle_timeout(self.now);
             }
@@ -205,7 +245,11 @@ fn random_have(rng: &mut ChaCha8Rng, n_parts: u32) -> Option<BTreeSet<u32>> {
     if rng.random_range(0..4) == 0 {
         None
     } else {
-        Some((0..n_parts).filter(|_| rng.random_range(0..3) == 0).collect())
+        Some(
+            (0..n_parts)
+                .filter(|_| rng.random_range(0..3) == 0)
+                .collect(),
+        )
     }
 }
 
