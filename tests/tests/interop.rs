@@ -68,3 +68,69 @@ async fn plain_iroh_blobs_provider_is_a_source() {
     node.shutdown().await.expect("shutdown");
     router.shutdown().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_owner_fails_within_the_bound() {
+    let data = random_bytes(256 * 1024, 3);
+    // an owner address nobody listens on
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("reserve a port");
+    let dead = sock.local_addr().expect("addr");
+    drop(sock);
+    let owner = peas_net::convert::to_node_id(SecretKey::from_bytes(&secret(5)).public());
+    let manifest = manifest_for(&data, 64 * 1024, &[(owner, dead)], &secret(5));
+    let store = MemStore::new();
+    let node = Node::spawn(secret(6), (*store).clone(), None, test_config())
+        .await
+        .expect("node");
+    let opts = InstallOptions {
+        stall_timeout: Some(Duration::from_secs(2)),
+    };
+    let res = tokio::time::timeout(
+        Duration::from_secs(30),
+        node.install(&manifest, opts).await.expect("install").wait(),
+    )
+    .await
+    .expect("the wait is bounded");
+    let err = res.expect_err("nobody answers");
+    let msg = err.to_string();
+    assert!(msg.contains("no peer answered"), "{msg}");
+    assert!(!msg.contains('\n'));
+    node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_hints_find_the_swarm_when_owners_are_gone() {
+    let data = random_bytes(2 * 1024 * 1024, 4);
+    let seed_store = MemStore::new();
+    seed_store.add_slice(&data).await.expect("add");
+    let seeder = Node::spawn(secret(7), (*seed_store).clone(), None, test_config())
+        .await
+        .expect("seeder");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("reserve a port");
+    let dead = sock.local_addr().expect("addr");
+    drop(sock);
+    let gone = peas_net::convert::to_node_id(SecretKey::from_bytes(&secret(8)).public());
+    let manifest = manifest_for(&data, 256 * 1024, &[(gone, dead)], &secret(8));
+    seeder.seed(&manifest).await.expect("seed");
+
+    let store = MemStore::new();
+    let node = Node::spawn(secret(9), (*store).clone(), None, test_config())
+        .await
+        .expect("node");
+    let install = node
+        .install(&manifest, InstallOptions::default())
+        .await
+        .expect("install");
+    // e.g. from the persisted peer table of a previous run
+    node.add_peers(manifest.hash(), vec![(seeder.id(), seeder.addrs())])
+        .await;
+    let report = tokio::time::timeout(Duration::from_secs(30), install.wait())
+        .await
+        .expect("bounded")
+        .expect("completes");
+    assert_eq!(report.from_peers[0].0, seeder.id());
+    let known = node.known_peers(manifest.hash()).await;
+    assert!(known.iter().any(|(id, _, _)| *id == seeder.id()));
+    node.shutdown().await.expect("shutdown");
+    seeder.shutdown().await.expect("shutdown");
+}

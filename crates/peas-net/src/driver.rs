@@ -150,6 +150,10 @@ pub(crate) enum DriverMsg {
         id: RequestId,
         failure: Failure,
     },
+    /// Peer hints (e.g. from the persisted peer table): id and addresses.
+    AddPeers(Vec<(EndpointId, Vec<SocketAddr>)>),
+    /// Asks for the known peers: id, addresses, time since last seen.
+    KnownPeers(oneshot::Sender<Vec<(EndpointId, Vec<SocketAddr>, Duration)>>),
     /// This swarm is now an install: fail when nothing is verified for the stall bound.
     Install,
     Shutdown(oneshot::Sender<()>),
@@ -376,6 +380,17 @@ impl Driver {
     /// Seeds the planner with the ranges the store has verified (resume / seeding).
     async fn load_local(&mut self) -> Result<(), crate::NetError> {
         let size = self.geometry.size();
+        // protect the blob, partial or complete, from garbage collection (same tag name as
+        // peas-store's `tag_name`)
+        self.env
+            .store
+            .tags()
+            .set(
+                format!("peas/{}", self.content),
+                iroh_blobs::HashAndFormat::raw(self.hash),
+            )
+            .await
+            .map_err(|e| crate::NetError::Store(e.to_string()))?;
         let bf = self
             .env
             .store
@@ -548,6 +563,18 @@ impl Driver {
                     tracing::debug!(peer = %r.peer.fmt_short(), ?failure, "request failed");
                     self.planner.handle_request_failed(now, id, failure);
                 }
+            }
+            DriverMsg::AddPeers(peers) => {
+                for (id, addrs) in peers {
+                    if !self.banned.contains(&id) {
+                        self.table.observe(id, &addrs, now, false);
+                    }
+                }
+                self.dial_more(now);
+            }
+            DriverMsg::KnownPeers(reply) => {
+                let all = self.table.exchange_sample(now, usize::MAX, &self.me);
+                reply.send(all).ok();
             }
             DriverMsg::Install => {
                 if !self.fail_on_stall {

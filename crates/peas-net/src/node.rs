@@ -339,6 +339,61 @@ impl Node {
         })
     }
 
+    /// Adds peer hints (e.g. loaded from the home's persisted peer table) to the swarm of
+    /// `hash`, if this node has joined it; they are dialed like peers learned by exchange.
+    pub async fn add_peers(&self, hash: ContentHash, peers: Vec<(NodeId, Vec<SocketAddr>)>) {
+        let peers: Vec<_> = peers
+            .into_iter()
+            .filter_map(|(id, a)| to_endpoint_id(id).map(|id| (id, a)))
+            .collect();
+        let handle = self
+            .inner
+            .handles
+            .lock()
+            .await
+            .get(&to_blobs_hash(hash))
+            .map(|(h, _)| h.clone());
+        if let Some(h) = handle {
+            h.tx.send(DriverMsg::AddPeers(peers)).await.ok();
+        }
+    }
+
+    /// The peers known in the swarm of `hash` (id, addresses, time since last seen), freshest
+    /// first; empty if this node has not joined it. Persist them to find the swarm again after
+    /// a restart.
+    pub async fn known_peers(&self, hash: ContentHash) -> Vec<(NodeId, Vec<SocketAddr>, Duration)> {
+        let handle = self
+            .inner
+            .handles
+            .lock()
+            .await
+            .get(&to_blobs_hash(hash))
+            .map(|(h, _)| h.clone());
+        let Some(h) = handle else {
+            return Vec::new();
+        };
+        let (tx, rx) = oneshot::channel();
+        if h.tx.send(DriverMsg::KnownPeers(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, a, age)| (to_node_id(id), a, age))
+            .collect()
+    }
+
+    /// The content hashes whose swarms this node has joined.
+    pub async fn swarms(&self) -> Vec<ContentHash> {
+        self.inner
+            .handles
+            .lock()
+            .await
+            .keys()
+            .map(|h| crate::convert::to_content_hash(*h))
+            .collect()
+    }
+
     /// Leaves the swarm of `hash`: tells its peers `Leave` and stops its driver. The content
     /// stays in the store (and is still served to peers that ask).
     pub async fn leave(&self, hash: ContentHash) {
