@@ -1,2 +1,82 @@
-//! The `peas` operator command.
-fn main() {}
+//! `peas`: push large files from one origin to many hosts, peer-to-peer.
+//!
+//! This binary parses arguments, opens the home when a command needs it, calls into
+//! peas-store (and later peas-net), prints results, and turns every failure into one
+//! `error: …` line on stderr and a non-zero exit code.
+
+mod cmd;
+mod size;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "peas",
+    version,
+    about = "Push large files to many hosts, peer-to-peer."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The node's home directory (key, blob store, metadata). Default: $PEAS_HOME, else the
+    /// platform data directory + /peas.
+    #[arg(long, global = true, env = "PEAS_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import a file into the home's store and write a signed .peas manifest for it.
+    Create(cmd::create::CreateArgs),
+    /// Show what a .peas manifest or ticket says, after checking its signature.
+    Info(cmd::info::InfoArgs),
+    /// Check that a file has a manifest's size and BLAKE3 hash (exit 0 yes, 1 no, 2 error).
+    Verify(cmd::verify::VerifyArgs),
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let res = match cli.command {
+        Command::Create(a) => cmd::create::run(&cli.global, a).await,
+        Command::Info(a) => cmd::info::run(&cli.global, a).await,
+        Command::Verify(a) => cmd::verify::run(&cli.global, a).await,
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", e.one_line());
+            ExitCode::from(e.code)
+        }
+    }
+}

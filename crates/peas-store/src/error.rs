@@ -14,13 +14,12 @@ pub enum StoreError {
     #[error("cannot find a data directory for the peas home; pass --home or set PEAS_HOME")]
     NoHomeDir,
     /// A file-system operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done, with the path.
         context: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also exposed as `source()`).
+        cause: std::io::Error,
     },
     /// The secret key file has the wrong length.
     #[error("secret key file {} is corrupt: expected 32 bytes, found {len}", path.display())]
@@ -35,7 +34,7 @@ pub enum StoreError {
     Blobs(String),
     /// The metadata database reported an error.
     #[error("metadata database: {0}")]
-    Meta(#[from] redb::Error),
+    Meta(redb::Error),
     /// The blob is not (completely) in the store.
     #[error("blob {0} is not complete in the store")]
     NotComplete(ContentHash),
@@ -51,7 +50,7 @@ pub enum StoreError {
     },
     /// A stored manifest no longer decodes.
     #[error("stored manifest is invalid: {0}")]
-    Manifest(#[from] ManifestError),
+    Manifest(ManifestError),
     /// A path argument is unusable (e.g. has no file name).
     #[error("invalid path {}: {reason}", path.display())]
     InvalidPath {
@@ -62,11 +61,25 @@ pub enum StoreError {
     },
 }
 
+// Messages embed their cause, so these are plain `From`s (not `#[from]`, which would also
+// expose the cause as `source()` and print it twice in `{:#}` chains).
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        Self::Meta(e)
+    }
+}
+
+impl From<ManifestError> for StoreError {
+    fn from(e: ManifestError) -> Self {
+        Self::Manifest(e)
+    }
+}
+
 impl StoreError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 

@@ -149,6 +149,12 @@ fn load_or_create_key(path: &Path) -> Result<[u8; 32]> {
     }
 }
 
+/// Writes `data` to `path` atomically (file mode 0644 on unix): see [`write_atomic`]. For
+/// small files such as `.peas` manifests.
+pub fn write_file_atomic(path: impl AsRef<Path>, data: &[u8]) -> Result<()> {
+    write_atomic(path.as_ref(), data, 0o644)
+}
+
 /// Writes `data` to a temporary file next to `path` (with `mode` on unix), fsyncs it, renames
 /// it over `path` and fsyncs the directory, so `path` never holds a partial file.
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {

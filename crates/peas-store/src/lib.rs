@@ -21,7 +21,7 @@ mod store;
 mod verify;
 
 pub use error::StoreError;
-pub use home::{HOME_ENV, Home};
+pub use home::{HOME_ENV, Home, write_file_atomic};
 pub use iroh_blobs::protocol::ChunkRanges;
 pub use meta::{MAX_PEERS_PER_HASH, MetaDb, PeerRecordEntry};
 pub use store::{Completion, Imported, PeasStore, from_blobs_hash, tag_name, to_blobs_hash};

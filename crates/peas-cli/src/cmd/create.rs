@@ -1,0 +1,147 @@
+//! `peas create`: import a file and write its signed manifest.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use peas_proto::{Geometry, MAX_ADDRS_PER_OWNER, ManifestDraft, Owner, SafeName};
+
+use super::{CmdResult, open_home};
+use crate::GlobalArgs;
+use crate::cmd::info::manifest_json;
+use crate::size::{format_size, parse_size};
+
+/// Arguments of `peas create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The file to publish.
+    pub file: PathBuf,
+    /// Where to write the signed manifest (written atomically).
+    #[arg(short = 'o', long = "output", value_name = "OUT.peas")]
+    pub output: PathBuf,
+    /// Partition size (a power of two from 16KiB to 1GiB); default: chosen from the file size.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub partition_size: Option<u64>,
+    /// A socket address this node will be reachable at (repeatable, at most 16).
+    #[arg(long = "advertise", value_name = "ADDR")]
+    pub advertise: Vec<SocketAddr>,
+    /// The file name installers will use; default: the name of FILE.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `peas create`.
+pub async fn run(global: &GlobalArgs, args: CreateArgs) -> CmdResult {
+    Ok(run_inner(global, args).await?)
+}
+
+async fn run_inner(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let name = match &args.name {
+        Some(n) => SafeName::new(n.clone()).with_context(|| format!("invalid --name {n:?}"))?,
+        None => {
+            let n = args
+                .file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| {
+                    format!(
+                        "{}: cannot use this file name, pass --name",
+                        args.file.display()
+                    )
+                })?;
+            SafeName::new(n).with_context(|| format!("invalid file name {n:?}, pass --name"))?
+        }
+    };
+    if args.advertise.len() > MAX_ADDRS_PER_OWNER {
+        bail!(
+            "at most {MAX_ADDRS_PER_OWNER} --advertise addresses are allowed, got {}",
+            args.advertise.len()
+        );
+    }
+    for a in &args.advertise {
+        if a.ip().is_unspecified() || a.port() == 0 {
+            bail!("--advertise {a}: give an address and port others can dial");
+        }
+    }
+    if let Some(ps) = args.partition_size {
+        // Check the partition size alone before the (long) import.
+        Geometry::new(0, ps).context("invalid --partition-size")?;
+    }
+    let meta = std::fs::metadata(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", args.file.display());
+    }
+
+    let home = open_home(global).await?;
+    let res = create(&home, &args, name).await;
+    let shutdown = home.shutdown().await;
+    let out = res?;
+    shutdown.context("cannot shut down the store")?;
+    println!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn create(
+    home: &peas_store::Home,
+    args: &CreateArgs,
+    name: SafeName,
+) -> anyhow::Result<String> {
+    tracing::info!(file = %args.file.display(), "importing");
+    let imported = home.store().import_file(&args.file).await?;
+    let partition_size = args
+        .partition_size
+        .unwrap_or_else(|| peas_proto::default_partition_size(imported.size));
+    let geometry =
+        Geometry::new(imported.size, partition_size).context("invalid --partition-size")?;
+    let created_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let manifest = ManifestDraft {
+        hash: imported.hash,
+        size: imported.size,
+        name,
+        partition_size,
+        created_at,
+        owners: vec![Owner {
+            id: home.node_id(),
+            addrs: args.advertise.clone(),
+            relay: None,
+        }],
+    }
+    .sign(&home.secret_key())?;
+    peas_store::write_file_atomic(&args.output, &manifest.to_file_bytes())?;
+    home.meta().put_manifest(&manifest)?;
+    let ticket = manifest.to_ticket();
+    if args.json {
+        let mut v = manifest_json(&manifest);
+        v["path"] = args.output.display().to_string().into();
+        v["ticket"] = ticket.into();
+        return Ok(v.to_string());
+    }
+    let addrs: Vec<String> = args.advertise.iter().map(|a| a.to_string()).collect();
+    Ok(format!(
+        "wrote {}\n  name:        {}\n  hash:        {}\n  size:        {} bytes ({})\n  partitions:  {} × {}\n  node id:     {}\n  advertised:  {}\nticket:\n{}",
+        args.output.display(),
+        manifest.name(),
+        manifest.hash(),
+        manifest.size(),
+        format_size(manifest.size()),
+        geometry.partitions(),
+        format_size(partition_size),
+        home.node_id(),
+        if addrs.is_empty() {
+            "(none)".to_owned()
+        } else {
+            addrs.join(", ")
+        },
+        ticket
+    ))
+}

@@ -1,0 +1,466 @@
+//! Runs the built `peas` binary with a temporary home.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde::Serialize;
+
+fn peas(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peas"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("PEAS_HOME")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run peas")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean failure: non-zero, not a panic (101), exactly one `error:` line on stderr.
+fn assert_one_line_failure(o: &Output, what: &str) {
+    let code = o.status.code().expect("exited normally, not by a signal");
+    assert_ne!(code, 0, "{what}: should fail");
+    assert_ne!(code, 101, "{what}: panicked: {}", stderr(o));
+    let err = stderr(o);
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "{what}: stderr is not one line: {err:?}"
+    );
+    assert!(err.starts_with("error: "), "{what}: {err:?}");
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "failed: {}", stderr(o));
+    serde_json::from_slice(&o.stdout).expect("stdout is one JSON value")
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    home: PathBuf,
+    file: PathBuf,
+    data: Vec<u8>,
+    peas: PathBuf,
+}
+
+fn fixture(size: usize) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let data: Vec<u8> = (0..size).map(|_| rand::random::<u8>()).collect();
+    let file = dir.join("payload.bin");
+    std::fs::write(&file, &data).unwrap();
+    let home = dir.join("home");
+    let peas_file = dir.join("payload.peas");
+    let o = peas(
+        &home,
+        &[
+            "create",
+            file.to_str().unwrap(),
+            "-o",
+            peas_file.to_str().unwrap(),
+            "--advertise",
+            "127.0.0.1:4433",
+            "--advertise",
+            "[::1]:4433",
+        ],
+    );
+    assert!(o.status.success(), "create failed: {}", stderr(&o));
+    Fixture {
+        _tmp: tmp,
+        dir,
+        home,
+        file,
+        data,
+        peas: peas_file,
+    }
+}
+
+#[test]
+fn create_then_info_json_has_the_blake3_hash() {
+    let f = fixture(3 << 20 | 12345);
+    let v = json(&peas(
+        &f.home,
+        &["info", "--json", f.peas.to_str().unwrap()],
+    ));
+    assert_eq!(v["hash"], blake3::hash(&f.data).to_hex().as_str());
+    assert_eq!(v["size"], f.data.len() as u64);
+    assert_eq!(v["partition_size"], 1 << 20);
+    assert_eq!(v["partitions"], 4);
+    assert_eq!(v["name"], "payload.bin");
+    assert_eq!(v["signature_valid"], true);
+    assert_eq!(v["version"], 1);
+    assert!(v["created_at"].as_u64().unwrap() > 1_600_000_000);
+    let owners = v["owners"].as_array().unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0]["id"], v["creator"]);
+    assert_eq!(
+        owners[0]["addrs"],
+        serde_json::json!(["127.0.0.1:4433", "[::1]:4433"])
+    );
+    assert!(owners[0]["relay"].is_null());
+    // The text form says the signature is valid.
+    let o = peas(&f.home, &["info", f.peas.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("signature:      valid"));
+    // The home has the key, the store and the database, and no stray temp files.
+    assert!(f.home.join("secret.key").is_file());
+    assert!(f.home.join("peas.redb").is_file());
+    let stray: Vec<_> = std::fs::read_dir(&f.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
+fn create_json_and_partition_size() {
+    let f = fixture(100_000);
+    let out = f.dir.join("p.peas");
+    let v = json(&peas(
+        &f.home,
+        &[
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--partition-size",
+            "16KiB",
+            "--name",
+            "renamed.bin",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["partition_size"], 16384);
+    assert_eq!(v["partitions"], 7);
+    assert_eq!(v["name"], "renamed.bin");
+    assert!(v["ticket"].as_str().unwrap().starts_with("peas1"));
+    let o = peas(
+        &f.home,
+        &[
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--partition-size",
+            "3MiB",
+        ],
+    );
+    assert_one_line_failure(&o, "non power of two partition size");
+    assert!(stderr(&o).contains("power of two"));
+    let o = peas(
+        &f.home,
+        &[
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--partition-size",
+            "lots",
+        ],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert_ne!(o.status.code(), Some(101));
+}
+
+#[test]
+fn flipped_bytes_are_rejected_with_one_line() {
+    let f = fixture(1 << 20);
+    let bytes = std::fs::read(&f.peas).unwrap();
+    let len = bytes.len();
+    for pos in [
+        0,
+        3,
+        4,
+        5,
+        20,
+        40,
+        len / 2,
+        len - 65,
+        len - 64,
+        len - 30,
+        len - 1,
+    ] {
+        let mut b = bytes.clone();
+        b[pos] ^= 0x5a;
+        let bad = f.dir.join(format!("bad{pos}.peas"));
+        std::fs::write(&bad, &b).unwrap();
+        for cmd in [vec!["info"], vec!["info", "--json"]] {
+            let mut args = cmd.clone();
+            args.push(bad.to_str().unwrap());
+            let o = peas(&f.home, &args);
+            assert_one_line_failure(&o, &format!("flip at {pos}"));
+            assert!(stdout(&o).is_empty());
+        }
+        let o = peas(
+            &f.home,
+            &["verify", bad.to_str().unwrap(), f.file.to_str().unwrap()],
+        );
+        assert_one_line_failure(&o, &format!("verify with flip at {pos}"));
+        assert_eq!(o.status.code(), Some(2));
+    }
+    // A flip inside the signature names the problem, prefixed with the file name.
+    let mut b = bytes.clone();
+    b[len - 1] ^= 1;
+    let bad = f.dir.join("big.peas");
+    std::fs::write(&bad, &b).unwrap();
+    let o = peas(&f.home, &["info", bad.to_str().unwrap()]);
+    assert_eq!(
+        stderr(&o).trim_end(),
+        format!(
+            "error: {}: manifest signature does not verify",
+            bad.display()
+        )
+    );
+    // Truncated and empty files.
+    std::fs::write(&bad, &bytes[..len / 2]).unwrap();
+    assert_one_line_failure(
+        &peas(&f.home, &["info", bad.to_str().unwrap()]),
+        "truncated",
+    );
+    std::fs::write(&bad, b"").unwrap();
+    assert_one_line_failure(&peas(&f.home, &["info", bad.to_str().unwrap()]), "empty");
+}
+
+#[test]
+fn verify_tells_matching_from_changed_files() {
+    let f = fixture(2 << 20);
+    let m = f.peas.to_str().unwrap();
+    let o = peas(&f.home, &["verify", m, f.file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&peas(
+        &f.home,
+        &["verify", "--json", m, f.file.to_str().unwrap()],
+    ));
+    assert_eq!(v["matches"], true);
+
+    let changed = f.dir.join("changed.bin");
+    let mut d = f.data.clone();
+    d[1_000_000] ^= 1;
+    std::fs::write(&changed, &d).unwrap();
+    let o = peas(&f.home, &["verify", m, changed.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_one_line_failure(&o, "changed file");
+    assert!(stderr(&o).contains("does not match"));
+    let o = peas(&f.home, &["verify", "--json", m, changed.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["matches"], false);
+
+    std::fs::write(&changed, &f.data[..f.data.len() - 1]).unwrap();
+    let o = peas(&f.home, &["verify", m, changed.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("size is"));
+
+    let o = peas(
+        &f.home,
+        &["verify", m, f.dir.join("missing").to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_failure(&o, "missing file");
+    let o = peas(&f.home, &["verify", "nope.peas", f.file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_failure(&o, "missing manifest");
+}
+
+#[test]
+fn ticket_works_in_place_of_the_file() {
+    let f = fixture(500_000);
+    let v = json(&peas(
+        &f.home,
+        &["info", "--json", f.peas.to_str().unwrap()],
+    ));
+    let out = f.dir.join("again.peas");
+    let c = json(&peas(
+        &f.home,
+        &[
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let ticket = c["ticket"].as_str().unwrap().to_owned();
+    let t = json(&peas(&f.home, &["info", "--json", &ticket]));
+    assert_eq!(t["hash"], v["hash"]);
+    assert_eq!(t["creator"], v["creator"], "same home, same key");
+    let o = peas(&f.home, &["verify", &ticket, f.file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A ticket saved in a file (with a trailing newline) also works.
+    let tf = f.dir.join("ticket.txt");
+    std::fs::write(&tf, format!("{ticket}\n")).unwrap();
+    assert_eq!(
+        json(&peas(&f.home, &["info", "--json", tf.to_str().unwrap()]))["hash"],
+        v["hash"]
+    );
+    // A damaged ticket fails cleanly.
+    let mut bad: Vec<char> = ticket.chars().collect();
+    let i = bad.len() / 2;
+    bad[i] = if bad[i] == 'a' { 'b' } else { 'a' };
+    let bad: String = bad.into_iter().collect();
+    assert_one_line_failure(&peas(&f.home, &["info", &bad]), "damaged ticket");
+    assert_one_line_failure(&peas(&f.home, &["info", "peas1"]), "empty ticket");
+    assert_one_line_failure(&peas(&f.home, &["info", "hello"]), "not a ticket");
+}
+
+#[test]
+fn unsafe_names_are_rejected_by_create() {
+    let f = fixture(10_000);
+    let out = f.dir.join("x.peas");
+    for name in ["../../etc/passwd", "/etc/passwd", "a/b", "..", "C:\\x", ""] {
+        let o = peas(
+            &f.home,
+            &[
+                "create",
+                f.file.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--name",
+                name,
+            ],
+        );
+        assert_one_line_failure(&o, name);
+        assert!(!out.exists());
+    }
+}
+
+// A manifest written by hand from docs/manifest.md, independent of peas-proto.
+#[derive(Serialize)]
+struct DocOwner {
+    id: [u8; 32],
+    addrs: Vec<SocketAddr>,
+    relay: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DocBody {
+    hash: [u8; 32],
+    size: u64,
+    name: String,
+    partition_size: u64,
+    created_at: u64,
+    owners: Vec<DocOwner>,
+    creator: [u8; 32],
+}
+
+fn doc_manifest(name: &str, data: &[u8]) -> Vec<u8> {
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let body = DocBody {
+        hash: *blake3::hash(data).as_bytes(),
+        size: data.len() as u64,
+        name: name.to_owned(),
+        partition_size: 1 << 20,
+        created_at: 1_700_000_000,
+        owners: vec![DocOwner {
+            id: key.verifying_key().to_bytes(),
+            addrs: vec!["10.0.0.1:7000".parse().unwrap()],
+            relay: None,
+        }],
+        creator: key.verifying_key().to_bytes(),
+    };
+    let body = postcard::to_stdvec(&body).unwrap();
+    let mut msg = b"peas manifest signature\0".to_vec();
+    msg.push(1);
+    msg.extend_from_slice(&body);
+    let sig = key.sign(&msg);
+    let mut file = b"PEAS\x01".to_vec();
+    file.extend_from_slice(&body);
+    file.extend_from_slice(&sig.to_bytes());
+    file
+}
+
+#[test]
+fn hand_written_manifests_follow_the_spec_and_unsafe_names_are_rejected() {
+    let f = fixture(1000);
+    let good = f.dir.join("good.peas");
+    std::fs::write(&good, doc_manifest("payload.bin", &f.data)).unwrap();
+    let v = json(&peas(&f.home, &["info", "--json", good.to_str().unwrap()]));
+    assert_eq!(v["hash"], blake3::hash(&f.data).to_hex().as_str());
+    assert_eq!(v["owners"][0]["addrs"][0], "10.0.0.1:7000");
+    let o = peas(
+        &f.home,
+        &["verify", good.to_str().unwrap(), f.file.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Ticket form of the same bytes.
+    let ticket = format!(
+        "peas1{}",
+        data_encoding::BASE32_NOPAD
+            .encode(&doc_manifest("payload.bin", &f.data))
+            .to_lowercase()
+    );
+    assert_eq!(
+        json(&peas(&f.home, &["info", "--json", &ticket]))["hash"],
+        v["hash"]
+    );
+
+    for name in ["../../etc/passwd", "/etc/passwd", "a/b", "..", "C:\\x"] {
+        let bad = f.dir.join("bad.peas");
+        std::fs::write(&bad, doc_manifest(name, &f.data)).unwrap();
+        let o = peas(&f.home, &["info", bad.to_str().unwrap()]);
+        assert_one_line_failure(&o, name);
+        assert!(stderr(&o).contains("unsafe"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn home_from_env_and_busy_home() {
+    let f = fixture(1000);
+    // PEAS_HOME is honoured when --home is absent.
+    let home2 = f.dir.join("home2");
+    let out = f.dir.join("e.peas");
+    let o = Command::new(env!("CARGO_BIN_EXE_peas"))
+        .args([
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .env("PEAS_HOME", &home2)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(home2.join("secret.key").is_file());
+    // A home held by another process (here: this test holding its lock) is refused at once.
+    let lock = std::fs::File::open(f.home.join("lock")).unwrap();
+    lock.try_lock().unwrap();
+    let o = peas(
+        &f.home,
+        &[
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_one_line_failure(&o, "busy home");
+    assert!(
+        stderr(&o).contains("is in use by another peas process"),
+        "{}",
+        stderr(&o)
+    );
+    drop(lock);
+    // A missing input file is one clean line.
+    let o = peas(
+        &f.home,
+        &[
+            "create",
+            f.dir.join("nope").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_one_line_failure(&o, "missing input");
+}
