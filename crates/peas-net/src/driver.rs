@@ -154,6 +154,8 @@ pub(crate) enum DriverMsg {
     AddPeers(Vec<(EndpointId, Vec<SocketAddr>)>),
     /// Asks for the known peers: id, addresses, time since last seen.
     KnownPeers(oneshot::Sender<Vec<(EndpointId, Vec<SocketAddr>, Duration)>>),
+    /// The store reports the blob complete (after the planner said so).
+    StoreComplete,
     /// This swarm is now an install: fail when nothing is verified for the stall bound.
     Install,
     Shutdown(oneshot::Sender<()>),
@@ -263,6 +265,8 @@ pub(crate) struct Driver {
     ever_connected: bool,
     fail_on_stall: bool,
     failed: bool,
+    store_complete: bool,
+    completion_watch: bool,
     progress: watch::Sender<Progress>,
     stats: Arc<Mutex<SwarmStats>>,
     rate_window: (Duration, u64),
@@ -351,6 +355,8 @@ impl Driver {
             ever_connected: false,
             fail_on_stall: false,
             failed: false,
+            store_complete: false,
+            completion_watch: false,
             progress,
             stats: stats.clone(),
             rate_window: (Duration::ZERO, 0),
@@ -358,7 +364,7 @@ impl Driver {
             env,
         };
         d.load_local().await?;
-        let already = d.planner.is_complete();
+        let already = d.store_complete;
         d.stats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -398,6 +404,11 @@ impl Driver {
             .await
             .map_err(|e| crate::NetError::Store(e.to_string()))?;
         if bf.is_complete() {
+            self.store_complete = true;
+            self.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .completed_at = Some(std::time::Instant::now());
             self.planner.handle_local_have(0..size);
         } else {
             for r in crate::convert::byte_ranges(&bf.ranges, size) {
@@ -575,6 +586,13 @@ impl Driver {
             DriverMsg::KnownPeers(reply) => {
                 let all = self.table.exchange_sample(now, usize::MAX, &self.me);
                 reply.send(all).ok();
+            }
+            DriverMsg::StoreComplete => {
+                self.store_complete = true;
+                let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+                if st.completed_at.is_none() {
+                    st.completed_at = Some(std::time::Instant::now());
+                }
             }
             DriverMsg::Install => {
                 if !self.fail_on_stall {
@@ -1015,11 +1033,21 @@ impl Driver {
         }
     }
 
+    /// The planner counts verified bytes as they arrive; the store may still be writing the
+    /// last ones. Completion is published only once the store reports the blob complete.
     fn mark_complete(&mut self) {
-        let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        if st.completed_at.is_none() {
-            st.completed_at = Some(std::time::Instant::now());
+        if self.store_complete || self.completion_watch {
+            return;
         }
+        self.completion_watch = true;
+        let store = self.env.store.clone();
+        let hash = self.hash;
+        let dtx = self.tx.clone();
+        tokio::spawn(async move {
+            if store.observe(hash).await_completion().await.is_ok() {
+                dtx.send(DriverMsg::StoreComplete).await.ok();
+            }
+        });
     }
 
     fn start_request(&mut self, now: Duration, id: RequestId, pid: PeerId, range: Range<u64>) {
@@ -1258,7 +1286,7 @@ impl Driver {
             rate: self.rate,
             connected_peers: self.sessions.len(),
             uploaded_bytes: self.env.uploads.total(),
-            complete: self.planner.is_complete(),
+            complete: self.store_complete,
             failed: self.progress.borrow().failed.clone(),
         };
         self.progress.send_if_modified(|p| {

@@ -214,7 +214,12 @@ async fn serve(home: &Home, args: &SeedArgs, given: Vec<Manifest>) -> anyhow::Re
     }
     // every content known in the home that the store holds at least partly, plus the given ones
     let mut contents: Vec<Manifest> = Vec::new();
-    for m in home.meta().manifests()?.into_iter().chain(given.iter().cloned()) {
+    for m in home
+        .meta()
+        .manifests()?
+        .into_iter()
+        .chain(given.iter().cloned())
+    {
         if contents.iter().any(|c| c.hash() == m.hash()) {
             continue;
         }
