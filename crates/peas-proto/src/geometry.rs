@@ -174,6 +174,20 @@ mod tests {
         assert_eq!(default_partition_size(0), MIB);
         assert_eq!(default_partition_size(1), MIB);
         assert_eq!(default_partition_size(100 * MIB), MIB);
+        assert_eq!(default_partition_size(5 * MIB), MIB);
+        assert_eq!(default_partition_size(10 * GIB), 64 * MIB);
+        assert_eq!(
+            Geometry::with_default_partition(10 * GIB)
+                .unwrap()
+                .partitions(),
+            160
+        );
+        assert_eq!(
+            Geometry::with_default_partition(1 << 40)
+                .unwrap()
+                .partitions(),
+            16384
+        );
         assert_eq!(default_partition_size(GIB), 4 * MIB);
         assert_eq!(default_partition_size(GIB + 1), 8 * MIB);
         assert_eq!(default_partition_size(16 * GIB), 64 * MIB);

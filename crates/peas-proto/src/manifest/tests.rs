@@ -358,3 +358,20 @@ proptest! {
         prop_assert!(Manifest::from_ticket(&t).is_err());
     }
 }
+
+#[test]
+fn owner_and_address_encoding_matches_the_spec() {
+    let o = Owner {
+        id: NodeId([7; 32]),
+        addrs: vec!["1.2.3.4:300".parse().unwrap(), "[::1]:5".parse().unwrap()],
+        relay: Some("ab".into()),
+    };
+    let mut want = vec![7u8; 32];
+    want.push(2); // two addresses
+    want.extend_from_slice(&[0, 1, 2, 3, 4, 0xac, 0x02]); // V4, octets, port 300 as varint
+    want.push(1); // V6
+    want.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    want.push(5); // port
+    want.extend_from_slice(&[1, 2, b'a', b'b']); // Some, len 2, "ab"
+    assert_eq!(postcard::to_stdvec(&o).unwrap(), want);
+}
