@@ -87,11 +87,16 @@ pub enum FixtureError {
 
 /// Binds an offline iroh endpoint on `127.0.0.1:0` (no relay, no DNS, no portmapper).
 pub async fn local_endpoint(secret: SecretKey) -> Result<Endpoint, FixtureError> {
+    endpoint_at(secret, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Binds an offline iroh endpoint on `addr` (no relay, no DNS, no portmapper).
+pub async fn endpoint_at(secret: SecretKey, addr: SocketAddr) -> Result<Endpoint, FixtureError> {
     Endpoint::builder(presets::Minimal)
         .secret_key(secret)
         .portmapper_config(PortmapperConfig::Disabled)
         .clear_ip_transports()
-        .bind_addr("127.0.0.1:0")
+        .bind_addr(addr)
         .map_err(|e| FixtureError::Bind(e.to_string()))?
         .bind()
         .await
@@ -163,7 +168,17 @@ impl CorruptProvider {
 
     /// Binds an endpoint with `secret` on 127.0.0.1 and serves this provider on it.
     pub async fn spawn(self, secret: SecretKey) -> Result<CorruptPeer, FixtureError> {
-        let ep = local_endpoint(secret).await?;
+        self.spawn_at(secret, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+    }
+
+    /// Binds an endpoint with `secret` on `addr` and serves this provider on it.
+    pub async fn spawn_at(
+        self,
+        secret: SecretKey,
+        addr: SocketAddr,
+    ) -> Result<CorruptPeer, FixtureError> {
+        let ep = endpoint_at(secret, addr).await?;
         let addr = loopback_addr(&ep).ok_or_else(|| FixtureError::Bind("no loopback".into()))?;
         let id = ep.id();
         let router = Router::builder(ep)
