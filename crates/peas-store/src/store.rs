@@ -200,6 +200,7 @@ impl PeasStore {
     }
 
     /// The verified chunk ranges (1 KiB chunks) of a blob; empty if the store has none of it.
+    /// For a complete blob iroh-blobs reports `ChunkRanges::all()` (open-ended).
     pub async fn verified_ranges(&self, hash: impl Into<ContentHash>) -> Result<ChunkRanges> {
         let hash = hash.into();
         if matches!(self.status(hash).await?, BlobStatus::NotFound) {

@@ -63,6 +63,52 @@ fn completion_from_ranges() {
     assert!(Completion::from_ranges(&ChunkRanges::empty(), &g0).complete);
 }
 
+#[test]
+fn completion_matches_a_naive_model() {
+    // Deterministic pseudo-random cases: random chunk ranges over random geometries.
+    let mut x = 0x9e3779b97f4a7c15u64;
+    let mut next = move |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    for _ in 0..300 {
+        let ps = 16384u64 << next(3);
+        let size = next(20 * ps);
+        let g = Geometry::new(size, ps).unwrap();
+        let chunks = size.div_ceil(1024) + 3;
+        let mut ranges = ChunkRanges::empty();
+        for _ in 0..next(6) {
+            let a = next(chunks + 1);
+            let b = a + next(chunks + 1 - a) + 1;
+            ranges |= ChunkRanges::from(ChunkNum(a)..ChunkNum(b));
+        }
+        if next(10) == 0 {
+            ranges |= ChunkRanges::from(ChunkNum(next(chunks))..);
+        }
+        let c = Completion::from_ranges(&ranges, &g);
+        let has_byte = |b: u64| ranges.contains(&ChunkNum(b / 1024));
+        for i in 0..g.partitions() {
+            let r = g.partition_range(i);
+            let first = r.start / 1024;
+            let last = (r.end - 1) / 1024;
+            let naive = (first..=last).all(|ch| ranges.contains(&ChunkNum(ch)));
+            assert_eq!(
+                c.partitions.contains(i),
+                naive,
+                "partition {i} of {g:?}, {ranges:?}"
+            );
+        }
+        let naive_bytes: u64 = (0..size.div_ceil(1024))
+            .filter(|ch| has_byte(ch * 1024))
+            .map(|ch| ((ch + 1) * 1024).min(size) - ch * 1024)
+            .sum();
+        assert_eq!(c.verified_bytes, naive_bytes);
+        assert_eq!(c.complete, naive_bytes == size);
+    }
+}
+
 #[tokio::test]
 async fn memory_import_export_and_completion() {
     let tmp = tempfile::tempdir().unwrap();
