@@ -131,6 +131,16 @@ fn take_lock(dir: &Path) -> Result<File> {
 fn load_or_create_key(path: &Path) -> Result<[u8; 32]> {
     match fs::read(path) {
         Ok(bytes) => {
+            #[cfg(unix)]
+            if let Ok(m) = fs::metadata(path) {
+                use std::os::unix::fs::PermissionsExt;
+                if m.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "secret key file is readable by other users; chmod 600 it"
+                    );
+                }
+            }
             let len = bytes.len() as u64;
             bytes.try_into().map_err(|_| StoreError::BadSecretKey {
                 path: path.to_owned(),

@@ -149,6 +149,10 @@ impl PeasStore {
 
     /// Imports the file at `path` (without copying it where the store allows,
     /// `ImportMode::TryReference`), computing its BLAKE3 tree, and tags it with [`tag_name`].
+    ///
+    /// With the file store, large files stay where they are and are referenced: if the file is
+    /// changed afterwards, iroh-blobs' validated exports (what peers receive) fail rather than
+    /// serve wrong data, but the blob must be re-imported to be served again.
     pub async fn import_file(&self, path: impl AsRef<Path>) -> Result<Imported> {
         let path = std::path::absolute(path.as_ref()).map_err(|e| {
             StoreError::io(format!("cannot resolve {}", path.as_ref().display()), e)

@@ -114,7 +114,7 @@ fn ticket_roundtrip_and_leniency() {
 fn every_single_byte_flip_is_rejected() {
     let b = sample().to_file_bytes();
     for i in 0..b.len() {
-        for x in [0x01u8, 0x02, 0x10, 0x80, 0xff] {
+        for x in 1u8..=255 {
             let mut c = b.clone();
             c[i] ^= x;
             assert!(
