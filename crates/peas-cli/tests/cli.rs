@@ -464,3 +464,23 @@ fn home_from_env_and_busy_home() {
     );
     assert_one_line_failure(&o, "missing input");
 }
+
+#[test]
+fn usage_errors_are_one_line_with_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["create"],
+        vec!["info", "--bogus", "x"],
+        vec!["verify", "only-one-arg"],
+        vec!["create", "f", "-o", "x", "--partition-size", "lots"],
+        vec!["create", "f", "-o", "x", "--advertise", "not-an-addr"],
+        vec!["frobnicate"],
+    ] {
+        let o = peas(tmp.path(), &args);
+        assert_one_line_failure(&o, &args.join(" "));
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+    let o = peas(tmp.path(), &["--version"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).starts_with("peas "));
+}
