@@ -134,3 +134,79 @@ async fn peer_hints_find_the_swarm_when_owners_are_gone() {
     node.shutdown().await.expect("shutdown");
     seeder.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_points_newcomers_to_other_peers() {
+    let data = random_bytes(4 * 1024 * 1024, 12);
+    let origin_store = MemStore::new();
+    origin_store.add_slice(&data).await.expect("add");
+    // an origin that accepts a single swarm session, and serves slowly
+    let origin = Node::spawn(
+        secret(60),
+        (*origin_store).clone(),
+        None,
+        peas_net::NodeConfig {
+            max_connected_peers: 1,
+            max_upload_rate: Some(2 * 1024 * 1024),
+            ..test_config()
+        },
+    )
+    .await
+    .expect("origin");
+    let manifest = manifest_for(
+        &data,
+        256 * 1024,
+        &[(origin.id(), origin.addrs()[0])],
+        &secret(60),
+    );
+    origin.seed(&manifest).await.expect("seed");
+
+    let a_store = MemStore::new();
+    let a = Node::spawn(secret(61), (*a_store).clone(), None, test_config())
+        .await
+        .expect("a");
+    let a_install = a
+        .install(&manifest, InstallOptions::default())
+        .await
+        .expect("install");
+    let mut progress = a_install.progress();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        progress.wait_for(|p| p.verified_bytes > 0),
+    )
+    .await
+    .expect("bounded")
+    .expect("progress");
+
+    // b is turned away by the origin but told about a
+    let b_store = MemStore::new();
+    let b = Node::spawn(secret(62), (*b_store).clone(), None, test_config())
+        .await
+        .expect("b");
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        b.install(&manifest, InstallOptions::default())
+            .await
+            .expect("install")
+            .wait(),
+    )
+    .await
+    .expect("bounded")
+    .expect("b completes through a");
+    assert!(
+        report
+            .from_peers
+            .iter()
+            .any(|(id, b)| *id == a.id() && *b > 0)
+    );
+    assert!(
+        report
+            .from_peers
+            .iter()
+            .all(|(id, b)| *id != origin.id() || *b == 0)
+    );
+    a_install.wait().await.expect("a completes");
+    b.shutdown().await.expect("shutdown");
+    a.shutdown().await.expect("shutdown");
+    origin.shutdown().await.expect("shutdown");
+}

@@ -105,8 +105,9 @@ pub(crate) enum DialOutcome {
     },
     /// The peer only speaks iroh-blobs.
     Plain { conn: Connection },
-    /// The peer answered `Leave` (not in this swarm, or full).
-    Refused,
+    /// The peer answered `Leave` (not in this swarm, or full), maybe after telling us other
+    /// peers to try.
+    Refused { peers: Vec<PeerRecord> },
     /// Unreachable.
     Failed,
 }
@@ -620,11 +621,16 @@ impl Driver {
             observed,
             uploads,
         } = s;
-        let refuse = self.banned.contains(&peer)
-            || (!self.sessions.contains_key(&peer)
-                && self.sessions.len() >= self.env.config.max_connected_peers);
-        if refuse {
+        let banned = self.banned.contains(&peer);
+        let full = !self.sessions.contains_key(&peer)
+            && self.sessions.len() >= self.env.config.max_connected_peers;
+        if banned || full {
+            // a node turned away for lack of room learns others to try
+            let hint = (!banned).then(|| self.pex_message(peer)).flatten();
             tokio::spawn(async move {
+                if let Some(h) = hint {
+                    write_message(&mut send, &h).await.ok();
+                }
                 write_message(&mut send, &SwarmMessage::Leave).await.ok();
                 send.finish().ok();
                 // give the Leave a moment to arrive, bounded
@@ -842,8 +848,9 @@ impl Driver {
                 );
                 self.ever_connected = true;
             }
-            DialOutcome::Refused => {
+            DialOutcome::Refused { peers } => {
                 self.table.mark_disconnected(&peer, now, REDIAL_AFTER_LEAVE);
+                self.learn_peers(now, peers);
             }
             DialOutcome::Failed => {
                 self.table.mark_dial_failed(&peer, now);
@@ -904,23 +911,28 @@ impl Driver {
                 }
                 self.table.observe(peer, &[], now, false);
             }
-            SwarmMessage::Peers { peers } => {
-                for rec in peers {
-                    let Some(id) = to_endpoint_id(rec.id) else {
-                        continue;
-                    };
-                    let seen = now.saturating_sub(Duration::from_secs(u64::from(rec.age_secs)));
-                    let addrs: Vec<SocketAddr> =
-                        rec.addrs.into_iter().take(MAX_PEER_ADDRS).collect();
-                    if !self.banned.contains(&id) {
-                        self.table.observe(id, &addrs, seen, false);
-                    }
-                }
-            }
+            SwarmMessage::Peers { peers } => self.learn_peers(now, peers),
             SwarmMessage::Leave => self.end_session(peer, REDIAL_AFTER_LEAVE, false),
             SwarmMessage::Hello { .. } => {
                 // a second Hello is a protocol violation
                 self.end_session(peer, REDIAL_AFTER_LEAVE, true);
+            }
+        }
+    }
+
+    /// Adds peers learned by exchange to the table (bounded by the message limits).
+    fn learn_peers(&mut self, now: Duration, peers: Vec<PeerRecord>) {
+        for rec in peers
+            .into_iter()
+            .take(peas_proto::MAX_PEERS_PER_MESSAGE * 4)
+        {
+            let Some(id) = to_endpoint_id(rec.id) else {
+                continue;
+            };
+            let seen = now.saturating_sub(Duration::from_secs(u64::from(rec.age_secs)));
+            let addrs: Vec<SocketAddr> = rec.addrs.into_iter().take(MAX_PEER_ADDRS).collect();
+            if !self.banned.contains(&id) {
+                self.table.observe(id, &addrs, seen, false);
             }
         }
     }
@@ -1178,12 +1190,19 @@ impl Driver {
         let SessionKind::Swarm { out } = &s.kind else {
             return;
         };
+        if let Some(m) = self.pex_message(peer) {
+            out.try_send(m).ok();
+        }
+    }
+
+    /// A `Peers` message for `peer` (a sample of the table without `peer`), if any to tell.
+    fn pex_message(&self, peer: EndpointId) -> Option<SwarmMessage> {
         let now = self.now();
         let sample = self
             .table
             .exchange_sample(now, self.env.config.pex_sample, &peer);
         if sample.is_empty() {
-            return;
+            return None;
         }
         let peers = sample
             .into_iter()
@@ -1193,7 +1212,7 @@ impl Driver {
                 age_secs: age.as_secs().min(u64::from(u32::MAX)) as u32,
             })
             .collect();
-        out.try_send(SwarmMessage::Peers { peers }).ok();
+        Some(SwarmMessage::Peers { peers })
     }
 
     fn housekeeping(&mut self) {
@@ -1358,8 +1377,15 @@ async fn dial(
             let fut = async {
                 let (mut send, mut recv) = conn.open_bi().await.ok()?;
                 write_message(&mut send, &hello).await.ok()?;
-                let reply = read_message(&mut recv).await.ok()??;
-                Some((send, recv, reply))
+                // a full peer sends `Peers` (others to try) before `Leave`
+                let mut peers = Vec::new();
+                for _ in 0..4 {
+                    match read_message(&mut recv).await.ok()?? {
+                        SwarmMessage::Peers { peers: p } => peers.extend(p),
+                        other => return Some((send, recv, other, peers)),
+                    }
+                }
+                None
             };
             match tokio::time::timeout(timeout, fut).await {
                 Ok(Some((
@@ -1371,6 +1397,7 @@ async fn dial(
                         uploads,
                         ..
                     },
+                    _,
                 ))) => DialOutcome::Swarm {
                     conn,
                     send,
@@ -1379,9 +1406,9 @@ async fn dial(
                     listen,
                     uploads,
                 },
-                Ok(Some(_)) => {
+                Ok(Some((_, _, _, peers))) => {
                     conn.close(0u32.into(), b"leave");
-                    DialOutcome::Refused
+                    DialOutcome::Refused { peers }
                 }
                 _ => {
                     conn.close(0u32.into(), b"timeout");
