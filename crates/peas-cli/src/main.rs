@@ -1,7 +1,7 @@
 //! `peas`: push large files from one origin to many hosts, peer-to-peer.
 //!
 //! This binary parses arguments, opens the home when a command needs it, calls into
-//! peas-store (and later peas-net), prints results, and turns every failure into one
+//! peas-store and peas-net, prints results, and turns every failure into one
 //! `error: …` line on stderr and a non-zero exit code.
 
 mod cmd;
@@ -46,6 +46,12 @@ enum Command {
     Info(cmd::info::InfoArgs),
     /// Check that a file has a manifest's size and BLAKE3 hash (exit 0 yes, 1 no, 2 error).
     Verify(cmd::verify::VerifyArgs),
+    /// Serve all content in the home and join its swarms until SIGINT/SIGTERM.
+    Seed(cmd::seed::SeedArgs),
+    /// Download a manifest's content from the swarm, verify it and write it to a path.
+    Install(cmd::install::InstallArgs),
+    /// Print this node's id (creating the home and its key on first use).
+    Id(cmd::id::IdArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -106,6 +112,9 @@ async fn main() -> ExitCode {
         Command::Create(a) => cmd::create::run(&cli.global, a).await,
         Command::Info(a) => cmd::info::run(&cli.global, a).await,
         Command::Verify(a) => cmd::verify::run(&cli.global, a).await,
+        Command::Seed(a) => cmd::seed::run(&cli.global, a).await,
+        Command::Install(a) => cmd::install::run(&cli.global, a).await,
+        Command::Id(a) => cmd::id::run(&cli.global, a).await,
     };
     match res {
         Ok(code) => code,

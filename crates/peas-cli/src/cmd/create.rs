@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use peas_proto::{Geometry, MAX_ADDRS_PER_OWNER, ManifestDraft, Owner, SafeName};
+use peas_proto::{
+    Geometry, MAX_ADDRS_PER_OWNER, MAX_OWNERS, ManifestDraft, NodeId, Owner, SafeName,
+};
 
 use super::{CmdResult, open_home};
 use crate::GlobalArgs;
@@ -28,6 +30,10 @@ pub struct CreateArgs {
     /// A socket address this node will be reachable at (repeatable, at most 16).
     #[arg(long = "advertise", value_name = "ADDR")]
     pub advertise: Vec<SocketAddr>,
+    /// Another owner that serves this content, as NODE_ID@ADDR (repeatable; e.g. a mirror
+    /// that imported the same file). This node is always the first owner.
+    #[arg(long = "owner", value_name = "NODE_ID@ADDR", value_parser = parse_owner)]
+    pub owners: Vec<(NodeId, SocketAddr)>,
     /// The file name installers will use; default: the name of FILE.
     #[arg(long)]
     pub name: Option<String>,
@@ -110,11 +116,7 @@ async fn create(
         name,
         partition_size,
         created_at,
-        owners: vec![Owner {
-            id: home.node_id(),
-            addrs: args.advertise.clone(),
-            relay: None,
-        }],
+        owners: owners(home.node_id(), &args.advertise, &args.owners)?,
     }
     .sign(&home.secret_key())?;
     peas_store::write_file_atomic(&args.output, &manifest.to_file_bytes())?;
@@ -144,4 +146,87 @@ async fn create(
         },
         ticket
     ))
+}
+
+/// Parses `--owner NODE_ID@ADDR`.
+fn parse_owner(s: &str) -> Result<(NodeId, SocketAddr), String> {
+    let (id, addr) = s
+        .split_once('@')
+        .ok_or_else(|| format!("expected NODE_ID@ADDR, got {s:?}"))?;
+    let id: NodeId = id
+        .parse()
+        .map_err(|_| format!("{id:?} is not a node id (64 hex digits)"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not a socket address (IP:PORT)"))?;
+    if addr.ip().is_unspecified() || addr.port() == 0 {
+        return Err(format!("{addr}: give an address and port others can dial"));
+    }
+    Ok((id, addr))
+}
+
+/// The owner list: this node with its advertised addresses first, then the `--owner`s, one
+/// entry per node id with all its addresses.
+fn owners(
+    me: NodeId,
+    advertise: &[SocketAddr],
+    extra: &[(NodeId, SocketAddr)],
+) -> anyhow::Result<Vec<Owner>> {
+    let mut list = vec![Owner {
+        id: me,
+        addrs: advertise.to_vec(),
+        relay: None,
+    }];
+    for (id, addr) in extra {
+        match list.iter_mut().find(|o| o.id == *id) {
+            Some(o) if !o.addrs.contains(addr) => o.addrs.push(*addr),
+            Some(_) => {}
+            None => list.push(Owner {
+                id: *id,
+                addrs: vec![*addr],
+                relay: None,
+            }),
+        }
+    }
+    if list.len() > MAX_OWNERS {
+        bail!(
+            "at most {MAX_OWNERS} owners are allowed, got {}",
+            list.len()
+        );
+    }
+    if let Some(o) = list.iter().find(|o| o.addrs.len() > MAX_ADDRS_PER_OWNER) {
+        bail!(
+            "owner {} has more than {MAX_ADDRS_PER_OWNER} addresses",
+            o.id
+        );
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_merge_addresses_by_id_and_keep_this_node_first() {
+        let me = NodeId([1; 32]);
+        let other = NodeId([2; 32]);
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let list = owners(me, &[a], &[(other, a), (other, b), (other, b), (me, b)]).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].id, me);
+        assert_eq!(list[0].addrs, vec![a, b]);
+        assert_eq!(list[1].addrs, vec![a, b]);
+    }
+
+    #[test]
+    fn parse_owner_rejects_bad_input() {
+        let id = "ab".repeat(32);
+        assert!(parse_owner(&format!("{id}@127.0.0.1:7")).is_ok());
+        assert!(parse_owner(&format!("{id}127.0.0.1:7")).is_err());
+        assert!(parse_owner("xyz@127.0.0.1:7").is_err());
+        assert!(parse_owner(&format!("{id}@0.0.0.0:7")).is_err());
+        assert!(parse_owner(&format!("{id}@127.0.0.1")).is_err());
+    }
 }

@@ -1,7 +1,10 @@
 //! The subcommands. Each has an `Args` struct (clap) and `run(&GlobalArgs, Args)`.
 
 pub mod create;
+pub mod id;
 pub mod info;
+pub mod install;
+pub mod seed;
 pub mod verify;
 
 use std::path::Path;
