@@ -212,3 +212,42 @@ pub(crate) fn spawn_upload_hooks(
     });
     (tx, task)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iroh_blobs::{
+        Hash,
+        protocol::{ChunkRanges, ChunkRangesExt, GetRequest},
+    };
+
+    #[test]
+    fn byte_range_of_get_requests() {
+        let h = Hash::new(b"x");
+        let r = GetRequest::blob_ranges(h, ChunkRanges::bytes(16 * 1024..48 * 1024));
+        assert_eq!(requested_byte_range(&r), Some(16 * 1024..48 * 1024));
+        // unaligned ends are rounded out to whole 1 KiB chunks
+        let r = GetRequest::blob_ranges(h, ChunkRanges::bytes(0..1000));
+        assert_eq!(requested_byte_range(&r), Some(0..1024));
+        // open-ended: everything from the start
+        let r = GetRequest::blob(h);
+        assert_eq!(requested_byte_range(&r), Some(0..u64::MAX));
+        // hash sequences are not blob range requests
+        let r = GetRequest::all(h);
+        assert_eq!(requested_byte_range(&r), None);
+    }
+
+    #[test]
+    fn counters_add_up_per_peer() {
+        let c = UploadCounters::default();
+        let a = iroh::SecretKey::from_bytes(&[1; 32]).public();
+        let b = iroh::SecretKey::from_bytes(&[2; 32]).public();
+        c.add(a, 10);
+        c.add(b, 5);
+        c.add(a, 1);
+        assert_eq!(c.total(), 16);
+        let per = c.per_peer();
+        assert_eq!(per.len(), 2);
+        assert!(per.contains(&(a, 11)) && per.contains(&(b, 5)));
+    }
+}
