@@ -1071,6 +1071,13 @@ impl Driver {
             self.planner.handle_request_failed(now, id, Failure::Error);
             return;
         };
+        // a cached data connection that has closed meanwhile is replaced
+        if let BlobsState::Ready(conn) = &s.blobs
+            && conn.close_reason().is_some()
+            && !matches!(s.kind, SessionKind::Plain)
+        {
+            s.blobs = BlobsState::None;
+        }
         match &mut s.blobs {
             BlobsState::Ready(conn) => {
                 let conn = conn.clone();
@@ -1107,13 +1114,9 @@ impl Driver {
         let Some(s) = self.sessions.get_mut(&peer) else {
             return;
         };
-        if s.epoch != epoch {
-            // the session was replaced; keep the connection if the new one has none
-            if let (Some(c), BlobsState::None) = (conn, &s.blobs) {
-                s.blobs = BlobsState::Ready(c);
-            }
-            return;
-        }
+        // a replaced session inherits the blobs state, so the epoch does not matter here: the
+        // connection is to the same peer either way
+        let _ = epoch;
         let pending = match std::mem::replace(&mut s.blobs, BlobsState::None) {
             BlobsState::Connecting(p) => p,
             other => {
