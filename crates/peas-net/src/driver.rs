@@ -63,6 +63,8 @@ use crate::{
 const REDIAL_AFTER_LEAVE: Duration = Duration::from_secs(30);
 /// How long a peer whose session broke is not redialed.
 const REDIAL_AFTER_DROP: Duration = Duration::from_secs(2);
+/// Two sessions with one peer established within this window are simultaneous dials.
+const SIMULTANEOUS_WINDOW: Duration = Duration::from_secs(5);
 /// Most dials in progress per swarm.
 const MAX_PARALLEL_DIALS: usize = 8;
 /// Housekeeping period (dialing, peer exchange, expiry, stall check, progress).
@@ -215,6 +217,7 @@ enum BlobsState {
 
 struct Session {
     pid: PeerId,
+    since: Duration,
     epoch: u64,
     kind: SessionKind,
     dialer: EndpointId,
@@ -672,9 +675,13 @@ impl Driver {
     ) {
         let now = self.now();
         if let Some(existing) = self.sessions.get(&peer) {
-            // two sessions with the same peer (simultaneous dials): both sides keep the one
-            // dialed by the smaller id
-            if existing.dialer <= dialer {
+            // Two sessions with the same peer. Simultaneous dials (different dialers, the
+            // existing session is young): both sides keep the one dialed by the smaller id.
+            // Otherwise the peer reconnected (e.g. it restarted before the old connection
+            // timed out): the new one wins.
+            let simultaneous = existing.dialer != dialer
+                && now.saturating_sub(existing.since) < SIMULTANEOUS_WINDOW;
+            if simultaneous && existing.dialer < dialer {
                 tokio::spawn(async move {
                     write_message(&mut send, &SwarmMessage::Leave).await.ok();
                     send.finish().ok();
@@ -682,6 +689,16 @@ impl Driver {
                 return;
             }
             existing.abort();
+            if existing.conn.stable_id() != conn.stable_id() {
+                existing.conn.close(0u32.into(), b"replaced");
+            }
+            // its data connection belongs to the old incarnation too
+            if let BlobsState::Ready(c) = &existing.blobs
+                && c.stable_id() != conn.stable_id()
+                && !simultaneous
+            {
+                c.close(0u32.into(), b"replaced");
+            }
         }
         if !self.table.mark_connected(peer, &addrs, now) {
             return;
@@ -743,6 +760,7 @@ impl Driver {
             peer,
             Session {
                 pid,
+                since: now,
                 epoch,
                 kind: SessionKind::Swarm { out: out_tx },
                 dialer,
@@ -836,6 +854,7 @@ impl Driver {
                     peer,
                     Session {
                         pid,
+                        since: now,
                         epoch,
                         kind: SessionKind::Plain,
                         dialer: self.me,
