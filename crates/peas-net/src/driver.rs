@@ -26,7 +26,7 @@ use std::{
 };
 
 use iroh::{
-    Endpoint, EndpointAddr, EndpointId,
+    Endpoint, EndpointAddr, EndpointId, RelayUrl,
     endpoint::{Connection, RecvStream, SendStream},
 };
 use iroh_blobs::{
@@ -254,6 +254,7 @@ pub(crate) struct Driver {
     start: Instant,
     tx: mpsc::Sender<DriverMsg>,
     ids: HashMap<EndpointId, PeerId>,
+    relays: HashMap<EndpointId, RelayUrl>,
     rev: HashMap<PeerId, EndpointId>,
     next_pid: u64,
     next_gen: u64,
@@ -290,7 +291,7 @@ pub(crate) struct SwarmSpec {
     pub(crate) content: ContentHash,
     pub(crate) geometry: Geometry,
     /// Owners from the manifest: id and addresses.
-    pub(crate) owners: Vec<(EndpointId, Vec<SocketAddr>)>,
+    pub(crate) owners: Vec<(EndpointId, Vec<SocketAddr>, Option<RelayUrl>)>,
 }
 
 fn now_since(start: Instant) -> Duration {
@@ -316,8 +317,12 @@ impl Driver {
         .map_err(|e| crate::NetError::Geometry(e.to_string()))?;
         let me = env.endpoint.id();
         let mut table = PeerTable::new(me, env.config.max_known_peers, env.config.peer_ttl);
-        for (id, addrs) in &spec.owners {
+        let mut relays = HashMap::new();
+        for (id, addrs, relay) in &spec.owners {
             table.observe(*id, addrs, Duration::ZERO, true);
+            if let Some(r) = relay {
+                relays.insert(*id, r.clone());
+            }
         }
         if let Some(ps) = &env.peer_store {
             for (id, addrs, age) in ps.load(spec.content) {
@@ -344,6 +349,7 @@ impl Driver {
             start: Instant::now(),
             tx: tx.clone(),
             ids: HashMap::new(),
+            relays,
             rev: HashMap::new(),
             next_pid: 1,
             next_gen: 1,
@@ -1106,16 +1112,11 @@ impl Driver {
             BlobsState::None => {
                 s.blobs = BlobsState::Connecting(vec![(id, range)]);
                 let epoch = s.epoch;
-                let addrs = self
-                    .table
-                    .get(&peer)
-                    .map(|p| p.addrs.clone())
-                    .unwrap_or_default();
+                let addr = self.addr_of(peer);
                 let ep = self.env.endpoint.clone();
                 let dtx = self.tx.clone();
                 let timeout = self.env.config.connect_timeout;
                 tokio::spawn(async move {
-                    let addr = endpoint_addr(peer, &addrs);
                     let conn = tokio::time::timeout(timeout, ep.connect(addr, iroh_blobs::ALPN))
                         .await
                         .ok()
@@ -1126,6 +1127,22 @@ impl Driver {
                 });
             }
         }
+    }
+
+    /// How to dial `peer`: its known direct addresses, plus its relay URL (from the manifest)
+    /// when this node uses relays at all (an offline node never dials a relay).
+    fn addr_of(&self, peer: EndpointId) -> EndpointAddr {
+        let addrs = self
+            .table
+            .get(&peer)
+            .map(|p| p.addrs.clone())
+            .unwrap_or_default();
+        let relay = if self.env.config.relay.is_some() {
+            self.relays.get(&peer)
+        } else {
+            None
+        };
+        endpoint_addr(peer, &addrs, relay)
     }
 
     fn on_blobs_conn(&mut self, peer: EndpointId, epoch: u64, conn: Option<Connection>) {
@@ -1263,11 +1280,7 @@ impl Driver {
             if self.sessions.contains_key(&peer) || self.dialing.contains(&peer) {
                 continue;
             }
-            let addrs = self
-                .table
-                .get(&peer)
-                .map(|p| p.addrs.clone())
-                .unwrap_or_default();
+            let addr = self.addr_of(peer);
             self.table.mark_dialing(&peer);
             self.dialing.insert(peer);
             let ep = self.env.endpoint.clone();
@@ -1275,7 +1288,7 @@ impl Driver {
             let hello = self.my_hello();
             let timeout = self.env.config.connect_timeout;
             tokio::spawn(async move {
-                let outcome = dial(&ep, peer, &addrs, hello, timeout).await;
+                let outcome = dial(&ep, peer, addr, hello, timeout).await;
                 dtx.send(DriverMsg::Dialed {
                     peer,
                     outcome: Box::new(outcome),
@@ -1376,11 +1389,18 @@ impl Drop for Driver {
     }
 }
 
-/// A dialable address from an id and known socket addresses.
-pub(crate) fn endpoint_addr(id: EndpointId, addrs: &[SocketAddr]) -> EndpointAddr {
+/// A dialable address from an id, known socket addresses and, if any, a relay URL.
+pub(crate) fn endpoint_addr(
+    id: EndpointId,
+    addrs: &[SocketAddr],
+    relay: Option<&RelayUrl>,
+) -> EndpointAddr {
     let mut a = EndpointAddr::new(id);
     for s in addrs {
         a = a.with_ip_addr(*s);
+    }
+    if let Some(r) = relay {
+        a = a.with_relay_url(r.clone());
     }
     a
 }
@@ -1389,11 +1409,10 @@ pub(crate) fn endpoint_addr(id: EndpointId, addrs: &[SocketAddr]) -> EndpointAdd
 async fn dial(
     ep: &Endpoint,
     peer: EndpointId,
-    addrs: &[SocketAddr],
+    addr: EndpointAddr,
     hello: SwarmMessage,
     timeout: Duration,
 ) -> DialOutcome {
-    let addr = endpoint_addr(peer, addrs);
     match tokio::time::timeout(timeout, ep.connect(addr.clone(), SWARM_ALPN)).await {
         Ok(Ok(conn)) => {
             let fut = async {
@@ -1516,5 +1535,22 @@ async fn run_transfer(
     DriverMsg::ReqFailed {
         id,
         failure: Failure::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_address_carries_direct_addrs_and_optional_relay() {
+        let id = iroh::SecretKey::from_bytes(&[9; 32]).public();
+        let a: SocketAddr = "127.0.0.1:7117".parse().expect("addr");
+        let plain = endpoint_addr(id, &[a], None);
+        assert_eq!(plain.ip_addrs().copied().collect::<Vec<_>>(), vec![a]);
+        assert_eq!(plain.relay_urls().count(), 0);
+        let relay: RelayUrl = "https://relay.example.org".parse().expect("url");
+        let with = endpoint_addr(id, &[a], Some(&relay));
+        assert_eq!(with.relay_urls().count(), 1);
     }
 }

@@ -277,7 +277,9 @@ impl Node {
         let mut owners = Vec::new();
         for o in manifest.owners() {
             let id = to_endpoint_id(o.id).ok_or_else(|| NetError::BadOwner(o.id.to_string()))?;
-            owners.push((id, o.addrs.clone()));
+            // an unparsable relay URL is ignored: the direct addresses may still work
+            let relay = o.relay.as_deref().and_then(|r| r.parse::<RelayUrl>().ok());
+            owners.push((id, o.addrs.clone(), relay));
         }
         let env = DriverEnv {
             endpoint: self.endpoint().clone(),
