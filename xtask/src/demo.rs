@@ -58,8 +58,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "\n$ peas create content.bin -o origin.peas\n{}",
         info.trim_end()
     );
-    let mut seed = c.seed(&origin, &[&manifest], &["--max-upload-rate", &rate])?;
     let origin_id = c.node_id(&origin)?;
+    let mut seed = c.seed(&origin, &[&manifest], &["--max-upload-rate", &rate])?;
 
     let mut procs: Vec<Proc> = Vec::new();
     let mut names = Vec::new();

@@ -71,6 +71,17 @@ impl Home {
         })
     }
 
+    /// The node id of the home at `dir` if its key already exists, read without taking the
+    /// lock, so it works while another process (e.g. `peas seed`) has the home open.
+    /// `Ok(None)` when the home or its key does not exist yet.
+    pub fn existing_node_id(dir: impl AsRef<Path>) -> Result<Option<NodeId>> {
+        let path = dir.as_ref().join(KEY_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        load_or_create_key(&path).map(|k| Some(node_id_from_secret(&k)))
+    }
+
     /// The absolute home directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -237,6 +248,9 @@ mod tests {
         let id = home.node_id();
         assert_eq!(id, node_id_from_secret(&home.secret_key()));
         assert!(dir.join("secret.key").is_file());
+        // readable while the home is open (locked) by someone else
+        assert_eq!(Home::existing_node_id(&dir).unwrap(), Some(id));
+        assert_eq!(Home::existing_node_id(dir.join("nope")).unwrap(), None);
         assert!(dir.join("peas.redb").is_file());
         assert!(dir.join("blobs").is_dir());
         #[cfg(unix)]

@@ -177,7 +177,11 @@ impl Cluster {
             .as_ref()
             .ok_or("the test provider binary was not built")?;
         let mut cmd = Command::new(bin);
-        cmd.arg("--file").arg(file).arg("--listen").arg(addr);
+        cmd.arg("provide")
+            .arg("--file")
+            .arg(file)
+            .arg("--listen")
+            .arg(addr);
         if corrupt {
             cmd.arg("--corrupt");
         }

@@ -108,6 +108,7 @@ impl Ctx {
 /// An origin serving a fresh random file at capped upload; the manifest names only the origin.
 struct Origin {
     node: Node,
+    id: String,
     file: PathBuf,
     hash: String,
     manifest: PathBuf,
@@ -118,10 +119,12 @@ fn start_origin(c: &mut Cluster, size: u64, extra_owners: &[String]) -> Result<O
     let node = c.node("origin")?;
     let (file, hash) = c.random_file("content.bin", size)?;
     let manifest = c.create(&node, &file, extra_owners)?;
+    let id = c.node_id(&node)?;
     let seed = c.seed(&node, &[&manifest], &["--max-upload-rate", RATE])?;
     wait_ready(&seed)?;
     Ok(Origin {
         node,
+        id,
         file,
         hash,
         manifest,
@@ -292,7 +295,7 @@ fn late_join(ctx: &mut Ctx) -> Result<Figures, String> {
         )?);
         outs.push(out);
     }
-    let origin_id = c.node_id(&origin.node)?;
+    let origin_id = origin.id.clone();
     wait_complete(&mut procs, DOWNLOAD_LIMIT)?;
     let mut late_from_early = 0u64;
     for (i, p) in procs.iter_mut().enumerate() {
@@ -391,27 +394,30 @@ fn slow_peer(ctx: &mut Ctx) -> Result<Figures, String> {
     let slow_rate = "400KiB";
     let mut c = ctx.cluster("slow-peer")?;
     let (file, hash) = c.random_file("content.bin", size)?;
-    let mut providers = Vec::new();
+    // Homes, ids and manifests first: a running seed holds its home's lock.
+    let mut nodes = Vec::new();
+    let mut owners = Vec::new();
+    let mut own_manifests = Vec::new();
     for i in 0..4 {
         let n = c.node(&format!("provider{i}"))?;
-        let m = c.create(&n, &file, &[])?;
-        let r = if i == 3 { slow_rate } else { rate };
-        let p = c.seed(&n, &[&m], &["--max-upload-rate", r])?;
-        providers.push((n, p));
-    }
-    for (_, p) in &providers {
-        wait_ready(p)?;
-    }
-    let mut owners = Vec::new();
-    for (n, _) in &providers {
-        owners.push(owner_arg(&c.node_id(n)?, &n.addr));
+        let own = c.create(&n, &file, &[])?;
+        own_manifests.push(rename(&own, &format!("own{i}.peas"))?);
+        owners.push(owner_arg(&c.node_id(&n)?, &n.addr));
+        nodes.push(n);
     }
     // Two manifests of the same content, created on provider 0: fast owners only, and all four.
-    let first = &providers[0].0;
-    let fast = c.create(first, &file, &owners[1..3])?;
+    let fast = c.create(&nodes[0], &file, &owners[1..3])?;
     let fast = rename(&fast, "fast.peas")?;
-    let all = c.create(first, &file, &owners[1..4])?;
+    let all = c.create(&nodes[0], &file, &owners[1..4])?;
     let all = rename(&all, "all.peas")?;
+    let mut providers = Vec::new();
+    for (i, (n, m)) in nodes.iter().zip(&own_manifests).enumerate() {
+        let r = if i == 3 { slow_rate } else { rate };
+        providers.push(c.seed(n, &[m], &["--max-upload-rate", r])?);
+    }
+    for p in &providers {
+        wait_ready(p)?;
+    }
     let mut time = |label: &str, manifest: &Path| -> Result<f64, String> {
         let n = c.node(label)?;
         let out = c.dir().join(format!("{label}.bin"));
@@ -429,7 +435,7 @@ fn slow_peer(ctx: &mut Ctx) -> Result<Figures, String> {
     };
     let t_fast = time("three-fast", &fast)?;
     let t_all = time("with-slow", &all)?;
-    for (_, p) in providers.iter_mut() {
+    for p in providers.iter_mut() {
         stop(p)?;
     }
     let ratio = t_all / t_fast;

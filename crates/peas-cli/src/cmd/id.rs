@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use peas_store::Home;
 use serde_json::json;
 
 use super::{CmdResult, open_home};
@@ -16,12 +17,20 @@ pub struct IdArgs {
     pub json: bool,
 }
 
-/// Runs `peas id`: opens (or creates) the home and prints its node id as 64 hex digits.
+/// Runs `peas id`: prints the home's node id as 64 hex digits. An existing key is read without
+/// the home lock, so this works while `peas seed` runs; a new home is created first.
 pub async fn run(global: &GlobalArgs, args: IdArgs) -> CmdResult {
-    let home = open_home(global).await?;
-    let id = home.node_id();
-    let dir = home.dir().display().to_string();
-    home.shutdown().await.map_err(anyhow::Error::from)?;
+    let dir = Home::resolve_dir(global.home.clone()).map_err(anyhow::Error::from)?;
+    let id = match Home::existing_node_id(&dir).map_err(anyhow::Error::from)? {
+        Some(id) => id,
+        None => {
+            let home = open_home(global).await?;
+            let id = home.node_id();
+            home.shutdown().await.map_err(anyhow::Error::from)?;
+            id
+        }
+    };
+    let dir = dir.display().to_string();
     if args.json {
         println!("{}", json!({"id": id.to_string(), "home": dir}));
     } else {
