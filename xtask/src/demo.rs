@@ -131,11 +131,15 @@ pub fn run(args: &[String]) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(250));
     }
 
+    // Times count from the first node's start, so a node started late does not look faster.
+    let first_start = procs.iter().map(Proc::started).min().unwrap_or(started);
     // Collect each node's summary (SIGTERM ends its seeding), then the origin's.
     let mut rows = Vec::new();
     for (p, (name, out)) in procs.iter_mut().zip(&names) {
+        let offset = (p.started() - first_start).as_secs_f64();
         let elapsed = event(p, "complete")
             .and_then(|e| e["elapsed_s"].as_f64())
+            .map(|e| e + offset)
             .unwrap_or(0.0);
         let code = p.terminate(Duration::from_secs(20))?;
         let summary = p.last_json().ok_or(format!(

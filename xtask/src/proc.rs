@@ -133,6 +133,7 @@ pub struct Proc {
     /// A short name for messages, e.g. `node3`.
     pub name: String,
     child: Option<Child>,
+    started: Instant,
     /// Where the child's stdout goes.
     pub stdout_path: PathBuf,
     /// Where the child's stderr goes.
@@ -158,6 +159,7 @@ impl Proc {
         Ok(Proc {
             name: name.to_string(),
             child: Some(child),
+            started: Instant::now(),
             stdout_path,
             stderr_path,
         })
@@ -166,6 +168,11 @@ impl Proc {
     /// The child's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// When the process was started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Sends a signal (e.g. SIGTERM for a clean shutdown, SIGKILL for a crash).

@@ -305,3 +305,19 @@ pub fn from_peers(summary: &Value) -> (u64, Vec<(String, u64)>) {
         .unwrap_or_default();
     (list.iter().map(|(_, b)| b).sum(), list)
 }
+
+/// When the swarm finished, in seconds since the first of `procs` was started: each process'
+/// start offset plus its `complete` event's `elapsed_s` (measured by the process itself), so a
+/// node started late does not look faster than the swarm.
+pub fn swarm_completion(procs: &[Proc], done: &[Value]) -> f64 {
+    let Some(t0) = procs.iter().map(Proc::started).min() else {
+        return 0.0;
+    };
+    procs
+        .iter()
+        .zip(done)
+        .map(|(p, e)| {
+            (p.started() - t0).as_secs_f64() + e["elapsed_s"].as_f64().unwrap_or(f64::NAN)
+        })
+        .fold(0.0, f64::max)
+}

@@ -9,8 +9,8 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 use super::cluster::{
-    Cluster, MIB, Node, check_alive, event, events, file_hash, from_peers, last_event, tail,
-    wait_for,
+    Cluster, MIB, Node, check_alive, event, events, file_hash, from_peers, last_event,
+    swarm_completion, tail, wait_for,
 };
 use super::{Figures, Scenario};
 use crate::proc::{Proc, cargo, run_status};
@@ -232,7 +232,7 @@ fn fanout(ctx: &mut Ctx) -> Result<Figures, String> {
         outs.push(out);
     }
     let done = wait_complete(&mut procs, DOWNLOAD_LIMIT)?;
-    let completion = done.iter().map(secs).fold(0.0, f64::max);
+    let completion = swarm_completion(&procs, &done);
     let mean = done.iter().map(secs).sum::<f64>() / done.len() as f64;
     let mut multi_source = 0;
     for (p, out) in procs.iter_mut().zip(&outs) {
