@@ -46,7 +46,7 @@ pub struct SimConfig {
     pub slow_factor: f64,
     /// Number of downloaders that serve bad data.
     pub lying_nodes: usize,
-    /// The origin leaves as soon as every partition has a copy on another node.
+    /// The origin leaves as soon as every partition has a copy on another honest node.
     pub origin_leaves_after_copy: bool,
     /// Fraction of downloaders joining late, uniformly within the first half of the bound.
     pub late_join_fraction: f64,
@@ -60,6 +60,10 @@ pub struct SimConfig {
     pub planner: Config,
     /// Print a timeline (one line per simulated `trace` interval) to stderr.
     pub trace: Option<Duration>,
+    /// Safety limit on processed events.
+    pub max_events: u64,
+    /// Print every action of this node to stderr (debugging).
+    pub log_node: Option<u32>,
 }
 
 impl Default for SimConfig {
@@ -82,6 +86,8 @@ impl Default for SimConfig {
             seed: 1,
             planner: Config::default(),
             trace: None,
+            max_events: 2_000_000_000,
+            log_node: None,
         }
     }
 }
@@ -121,6 +127,12 @@ pub struct SimReport {
     pub origin_left: bool,
     /// Whether the run stopped at its safety limit instead of completing.
     pub hit_limit: bool,
+    /// Completion time of every downloader `1..=N` in seconds (`None`: did not complete).
+    pub node_completion_s: Vec<Option<f64>>,
+    /// Downloaders that are slow (capacity divided by the slow factor).
+    pub slow_nodes: Vec<usize>,
+    /// Downloaders that lie.
+    pub lying_nodes: Vec<usize>,
 }
 
 impl SimReport {
@@ -228,15 +240,10 @@ struct Flow {
     last: Ns,
     ver: u32,
     bad: bool,
-    send_alloc: f64,
-    recv_alloc: f64,
 }
 
-/// The simulator state. Rate sharing: each active transfer gets
-/// `min(sender water-fill, receiver water-fill)`, where a node's water-fill splits its capacity
-/// max-min fairly among its transfers, each capped by the other end's equal share. This is a
-/// local approximation of max-min fairness (what TCP or QUIC flows converge to) that costs
-/// O(transfers near the change) per event.
+/// The simulator state. Rate sharing: max-min fair (what competing TCP or QUIC flows converge
+/// to), recomputed locally around every change by progressive filling (see `recompute`).
 pub struct Sim {
     cfg: SimConfig,
     nodes: Vec<Node>,
@@ -258,6 +265,10 @@ pub struct Sim {
     lat: Ns,
     open_slots: Vec<u32>,
     next_trace: Ns,
+    drain_queue: Vec<u32>,
+    draining: bool,
+    /// Pairs (low, high) never to connect again (one banned or dropped the other).
+    shunned: BTreeSet<(u32, u32)>,
 }
 
 const ORIGIN: u32 = 0;
@@ -358,6 +369,9 @@ impl Sim {
             lat,
             open_slots: Vec::new(),
             next_trace: 0,
+            drain_queue: Vec::new(),
+            draining: false,
+            shunned: BTreeSet::new(),
         };
         // The origin first, then everyone else in a random order (ties at t=0).
         sim.nodes[0].joined = true;
@@ -384,7 +398,7 @@ impl Sim {
     }
 
     /// Runs to completion of every honest downloader, or to the safety limit (50× the bound
-    /// plus 60 simulated seconds, or 2·10⁹ events).
+    /// plus 60 simulated seconds, or [`SimConfig::max_events`]).
     pub fn run(mut self) -> SimReport {
         let bound = self.bound_s();
         let limit: Ns = ((bound * 50.0 + 60.0) * 1e9) as Ns;
@@ -394,7 +408,7 @@ impl Sim {
                 hit_limit = true;
                 break;
             };
-            if t > limit || self.events > 2_000_000_000 {
+            if t > limit || self.events >= self.cfg.max_events {
                 hit_limit = true;
                 break;
             }
@@ -440,6 +454,16 @@ impl Sim {
             events: self.events,
             origin_left: self.origin_left,
             hit_limit,
+            node_completion_s: self.nodes[1..]
+                .iter()
+                .map(|n| n.done_at.map(|t| t as f64 / 1e9))
+                .collect(),
+            slow_nodes: (1..self.nodes.len())
+                .filter(|&i| self.nodes[i].up < self.cfg.upload)
+                .collect(),
+            lying_nodes: (1..self.nodes.len())
+                .filter(|&i| self.nodes[i].liar)
+                .collect(),
         }
     }
 
@@ -567,7 +591,10 @@ impl Sim {
                 self.open_slots.swap_remove(i);
                 continue;
             }
-            if cand == node || self.nodes[node as usize].peers.contains(&cand) {
+            if cand == node
+                || self.nodes[node as usize].peers.contains(&cand)
+                || self.shunned.contains(&(node.min(cand), node.max(cand)))
+            {
                 continue;
             }
             if self.nodes[node as usize].peers.len() >= max {
@@ -710,12 +737,28 @@ impl Sim {
         self.drain(src);
     }
 
-    /// Executes every pending action of `node`'s planner.
+    /// Executes every pending action of `node`'s planner. Re-entrant calls (an action that
+    /// makes another planner act) are queued, so the call depth stays bounded.
     fn drain(&mut self, node: u32) {
+        self.drain_queue.push(node);
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        while let Some(n) = self.drain_queue.pop() {
+            self.drain_one(n);
+        }
+        self.draining = false;
+    }
+
+    fn drain_one(&mut self, node: u32) {
         loop {
             let Some(a) = self.nodes[node as usize].planner.poll_action() else {
                 break;
             };
+            if self.cfg.log_node == Some(node) {
+                eprintln!("{:.4} n{node} {a:?}", self.now as f64 / 1e9);
+            }
             self.act(node, a);
         }
         // Re-arm the timer if the planner wants another one.
@@ -804,10 +847,13 @@ impl Sim {
                 }
             }
             Action::Ban { peer } | Action::Disconnect { peer } => {
-                self.disconnect(node, peer.0 as u32);
+                let peer = peer.0 as u32;
+                self.shunned.insert((node.min(peer), node.max(peer)));
+                self.disconnect(node, peer);
             }
             Action::Announce { partition } => {
-                if node != ORIGIN {
+                // Only honest copies count for the origin's departure.
+                if node != ORIGIN && !self.nodes[node as usize].liar {
                     let c = &mut self.copies[partition as usize];
                     *c += 1;
                     if *c == 1 {
@@ -874,8 +920,6 @@ impl Sim {
             last: self.now,
             ver,
             bad,
-            send_alloc: 0.0,
-            recv_alloc: 0.0,
         };
         self.nodes[src as usize].up_flows.push(id);
         self.nodes[dst as usize].down_flows.push(id);
@@ -918,8 +962,15 @@ impl Sim {
         fl.alive = false;
         fl.ver = fl.ver.wrapping_add(1);
         let (src, dst, done) = (fl.src, fl.dst, fl.done);
+        let fl = &self.flows[f as usize];
         if aborted {
-            self.wasted += done;
+            // The receiver keeps the verified prefix (whole chunk groups) of an honest transfer.
+            let kept = if fl.bad {
+                0.0
+            } else {
+                (done / CHUNK_GROUP as f64).floor() * CHUNK_GROUP as f64
+            };
+            self.wasted += done - kept;
         }
         self.nodes[src as usize].up_flows.retain(|x| *x != f);
         self.nodes[dst as usize].down_flows.retain(|x| *x != f);
@@ -954,109 +1005,135 @@ impl Sim {
         self.push(self.now + self.lat, Ev::DataDone { dst, req, bad });
     }
 
-    /// Re-shares capacities after the transfer counts of `changed` nodes changed.
+    /// Re-shares capacities after the transfers of `changed` nodes changed.
     ///
-    /// Three local water-filling passes over the changed nodes and their transfer partners:
-    /// receivers split their download (each transfer capped by its sender's equal share),
-    /// senders split their upload (each capped by what its receiver granted), receivers split
-    /// again (capped by what the sender granted). A transfer's rate is the smaller grant.
+    /// Max-min fairness by progressive filling over the transfers of the changed nodes, with
+    /// every other transfer's rate held fixed (its share of a node is taken off that node's
+    /// capacity first). A second round re-fills around the nodes that gained capacity because
+    /// a transfer of theirs slowed down. Local, so O(transfers near the change) per event,
+    /// and always feasible: no node ever sends or receives more than its capacity.
     fn recompute(&mut self, changed: &[u32]) {
-        let mut area: Vec<u32> = changed.to_vec();
-        for &c in changed {
-            let n = &self.nodes[c as usize];
-            for &f in n.up_flows.iter() {
-                area.push(self.flows[f as usize].dst);
+        let freed = self.refill(changed);
+        if !freed.is_empty() {
+            self.refill(&freed);
+        }
+    }
+
+    /// One progressive-filling round; returns the nodes at the far end of transfers that
+    /// slowed down.
+    fn refill(&mut self, nodes: &[u32]) -> Vec<u32> {
+        let mut fl: Vec<u32> = Vec::new();
+        for &n in nodes {
+            let x = &self.nodes[n as usize];
+            fl.extend(x.up_flows.iter().copied());
+            fl.extend(x.down_flows.iter().copied());
+        }
+        fl.sort_unstable();
+        fl.dedup();
+        if fl.is_empty() {
+            return Vec::new();
+        }
+        // Constraints: (node, is_up) -> residual capacity and unfrozen users.
+        let mut cons: Vec<(u32, bool, f64, u32)> = Vec::new();
+        let idx = |cons: &mut Vec<(u32, bool, f64, u32)>, node: u32, up: bool| -> usize {
+            if let Some(i) = cons.iter().position(|c| c.0 == node && c.1 == up) {
+                i
+            } else {
+                cons.push((node, up, 0.0, 0));
+                cons.len() - 1
             }
-            for &f in n.down_flows.iter() {
-                area.push(self.flows[f as usize].src);
+        };
+        let mut ends: Vec<(usize, usize)> = Vec::with_capacity(fl.len());
+        for &f in &fl {
+            let (s, d) = (self.flows[f as usize].src, self.flows[f as usize].dst);
+            let a = idx(&mut cons, s, true);
+            let b = idx(&mut cons, d, false);
+            ends.push((a, b));
+        }
+        for c in cons.iter_mut() {
+            let x = &self.nodes[c.0 as usize];
+            let (cap, list) = if c.1 {
+                (x.up, &x.up_flows)
+            } else {
+                (x.down, &x.down_flows)
+            };
+            let fixed: f64 = list
+                .iter()
+                .filter(|f| fl.binary_search(f).is_err())
+                .map(|&f| self.flows[f as usize].rate)
+                .sum();
+            c.2 = (cap - fixed).max(0.0);
+        }
+        for &(a, b) in &ends {
+            cons[a].3 += 1;
+            cons[b].3 += 1;
+        }
+        let mut rate = vec![0.0f64; fl.len()];
+        let mut frozen = vec![false; fl.len()];
+        let mut live = fl.len();
+        while live > 0 {
+            let delta = cons
+                .iter()
+                .filter(|c| c.3 > 0)
+                .map(|c| c.2 / f64::from(c.3))
+                .fold(f64::INFINITY, f64::min);
+            if !delta.is_finite() {
+                break;
+            }
+            for (i, &(a, b)) in ends.iter().enumerate() {
+                if !frozen[i] {
+                    rate[i] += delta;
+                    cons[a].2 -= delta;
+                    cons[b].2 -= delta;
+                }
+            }
+            let mut any = false;
+            for (i, &(a, b)) in ends.iter().enumerate() {
+                if !frozen[i]
+                    && (cons[a].2 <= 1e-6 * (1.0 + delta) || cons[b].2 <= 1e-6 * (1.0 + delta))
+                {
+                    frozen[i] = true;
+                    any = true;
+                    live -= 1;
+                    cons[a].3 -= 1;
+                    cons[b].3 -= 1;
+                }
+            }
+            if !any {
+                break;
             }
         }
-        area.sort_unstable();
-        area.dedup();
-        for &m in &area {
-            self.fill_down(m, true);
-        }
-        for &m in &area {
-            self.fill_up(m);
-        }
-        for &m in &area {
-            self.fill_down(m, false);
-        }
-        let mut touched: Vec<u32> = Vec::new();
-        for &m in &area {
-            let n = &self.nodes[m as usize];
-            touched.extend(n.up_flows.iter().copied());
-            touched.extend(n.down_flows.iter().copied());
-        }
-        touched.sort_unstable();
-        touched.dedup();
         let now = self.now;
-        for f in touched {
-            let fl = &self.flows[f as usize];
-            let rate = fl.send_alloc.min(fl.recv_alloc);
-            if (rate - fl.rate).abs() <= 1e-9 * rate.max(1.0) {
+        let mut freed = Vec::new();
+        for (i, &f) in fl.iter().enumerate() {
+            let new = rate[i];
+            let old = self.flows[f as usize].rate;
+            if (new - old).abs() <= 1e-9 * new.max(1.0) {
                 continue;
             }
+            if new < old {
+                let x = &self.flows[f as usize];
+                for end in [x.src, x.dst] {
+                    if !nodes.contains(&end) {
+                        freed.push(end);
+                    }
+                }
+            }
             self.advance_flow(f, now);
-            let fl = &mut self.flows[f as usize];
-            fl.rate = rate;
-            fl.ver = fl.ver.wrapping_add(1);
-            let remaining = (fl.total - fl.done).max(0.0);
-            let ver = fl.ver;
-            if rate > 0.0 {
-                let t = now + ((remaining / rate) * 1e9).ceil() as Ns;
+            let x = &mut self.flows[f as usize];
+            x.rate = new;
+            x.ver = x.ver.wrapping_add(1);
+            let remaining = (x.total - x.done).max(0.0);
+            let ver = x.ver;
+            if new > 0.0 {
+                let t = now + ((remaining / new) * 1e9).ceil() as Ns;
                 self.push(t, Ev::FlowEnd { flow: f, ver });
             }
         }
+        freed.sort_unstable();
+        freed.dedup();
+        freed
     }
-
-    /// Splits node `m`'s download among its transfers, max-min fairly; each transfer is capped
-    /// by its sender's equal share (`first`) or by the sender's grant.
-    fn fill_down(&mut self, m: u32, first: bool) {
-        let n = &self.nodes[m as usize];
-        let mut caps: Vec<(f64, u32)> = n
-            .down_flows
-            .iter()
-            .map(|&f| {
-                let fl = &self.flows[f as usize];
-                let s = &self.nodes[fl.src as usize];
-                let share = s.up / s.up_flows.len().max(1) as f64;
-                (if first { share } else { fl.send_alloc }, f)
-            })
-            .collect();
-        for (alloc, f) in fill(n.down, &mut caps) {
-            self.flows[f as usize].recv_alloc = alloc;
-        }
-    }
-
-    /// Splits node `m`'s upload among its transfers, max-min fairly, each capped by what its
-    /// receiver granted.
-    fn fill_up(&mut self, m: u32) {
-        let n = &self.nodes[m as usize];
-        let mut caps: Vec<(f64, u32)> = n
-            .up_flows
-            .iter()
-            .map(|&f| (self.flows[f as usize].recv_alloc, f))
-            .collect();
-        for (alloc, f) in fill(n.up, &mut caps) {
-            self.flows[f as usize].send_alloc = alloc;
-        }
-    }
-}
-
-/// Max-min fair split of `capacity` among flows with the given caps.
-fn fill(capacity: f64, caps: &mut [(f64, u32)]) -> Vec<(f64, u32)> {
-    caps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut left = capacity;
-    let k = caps.len();
-    let mut out = Vec::with_capacity(k);
-    for (i, &(cap, f)) in caps.iter().enumerate() {
-        let share = left / (k - i) as f64;
-        let a = cap.min(share);
-        left -= a;
-        out.push((a, f));
-    }
-    out
 }
 
 fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {

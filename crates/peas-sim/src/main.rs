@@ -79,6 +79,9 @@ struct Args {
     /// Print a timeline to stderr every this many simulated seconds.
     #[arg(long)]
     trace_s: Option<f64>,
+    /// Print every action of this node to stderr (0 = origin).
+    #[arg(long)]
+    log_node: Option<u32>,
     /// Print JSON (the only output format; accepted for compatibility).
     #[arg(long)]
     json: bool,
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         .trace_s
         .filter(|t| *t > 0.0)
         .map(Duration::from_secs_f64);
+    cfg.log_node = args.log_node;
     if let Some(r) = args.request_size {
         cfg.planner.request_size = r;
     }
