@@ -145,11 +145,17 @@ pub struct Config {
     pub slow_factor: f64,
     /// A request is not judged slow before it is this old.
     pub min_steal_age: Duration,
+    /// A request without any progress (typically queued behind a busy uploader) is only taken
+    /// back after this long: moving queued work around too eagerly starves it.
+    pub stall_steal_age: Duration,
     /// The first this-many partitions are chosen at random rather than rarest-first.
     pub random_first: u32,
     /// A complete seed refuses partitions that another peer already has or is getting from it,
     /// as long as some partition has no copy yet (super-seeding).
     pub super_seeding: bool,
+    /// Queued uploads go to the peer with the fewest partitions first (before rarity); when
+    /// false, the rarest partition goes first and the neediest peer breaks ties.
+    pub neediest_first: bool,
     /// Endgame (duplicate in-flight requests) is allowed once at most this many blocks are
     /// missing and none is unrequested.
     pub endgame_blocks: usize,
@@ -173,9 +179,11 @@ impl Default for Config {
             tick: Duration::from_millis(100),
             slow_factor: 3.0,
             min_steal_age: Duration::from_millis(200),
+            stall_steal_age: Duration::from_secs(2),
             random_first: 4,
             super_seeding: true,
             endgame_blocks: 16,
+            neediest_first: false,
         }
     }
 }

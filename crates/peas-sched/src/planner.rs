@@ -163,9 +163,10 @@ pub struct Planner {
     accepted_per_peer: BTreeMap<PeerId, u64>,
 }
 
-/// Order of queued uploads: (not a continuation, copies, peer's active uploads, peer's accepted
+/// Order of queued uploads: (not a continuation, then copies / peer's active uploads or, with
+/// `neediest_first`, peer's progress / copies / active uploads, then the peer's accepted
 /// uploads, arrival).
-type QueueKey = (bool, u32, usize, u64, u64);
+type QueueKey = (bool, u32, u32, u32, u64, u64);
 
 fn round_up(x: u64, to: u64) -> u64 {
     x.div_ceil(to).saturating_mul(to)
@@ -983,7 +984,10 @@ impl Planner {
                 if !qp.has(p) || qp.refused.contains(p) {
                     continue;
                 }
-                if now.saturating_sub(r.issued) < self.config.min_steal_age {
+                let age = now.saturating_sub(r.issued);
+                if age < self.config.min_steal_age
+                    || (r.received == 0 && age < self.config.stall_steal_age)
+                {
                     continue;
                 }
                 let proj = self.projected(now, r);
@@ -1018,6 +1022,9 @@ impl Planner {
             }
             let remaining = r.range.end - r.range.start - r.received;
             if remaining < CHUNK_GROUP {
+                continue;
+            }
+            if r.received == 0 && age < self.config.stall_steal_age {
                 continue;
             }
             let cur = r.received as f64 / age.as_secs_f64();
@@ -1309,7 +1316,16 @@ impl Planner {
                 // partition then completes (and can be shared on) sooner.
                 let fresh = self.first_taker[u.partition as usize] != u.peer.0.wrapping_add(1);
                 let served = self.accepted_per_peer.get(&u.peer).copied().unwrap_or(0);
-                let key = (fresh, copies, peer_active, served, u.seq);
+                // The peer furthest behind first: the last node to finish sets the swarm's time.
+                let progress = self.peers.get(&u.peer).map_or(0, |pe| match &pe.have {
+                    None => self.n_parts,
+                    Some(b) => b.count(),
+                });
+                let key = if self.config.neediest_first {
+                    (fresh, progress, copies, peer_active as u32, served, u.seq)
+                } else {
+                    (fresh, copies, peer_active as u32, 0, served, u.seq)
+                };
                 if best.is_none_or(|(k, _)| key < k) {
                     best = Some((key, i));
                 }
@@ -1641,8 +1657,8 @@ mod tests {
         p.handle_peer_connected(ms(0), PeerId(1), PeerHave::All);
         let r = requests(&drain(&mut p));
         assert_eq!(r.len(), 2);
-        // Half a second later peer 1 has sent nothing; a new peer appears: one request moves.
-        p.handle_peer_connected(ms(500), PeerId(2), PeerHave::All);
+        // Peer 1 has sent nothing for long; a new peer appears: one request moves at once.
+        p.handle_peer_connected(ms(2500), PeerId(2), PeerHave::All);
         let acts = drain(&mut p);
         let moved = requests(&acts);
         assert_eq!(moved.len(), 1);

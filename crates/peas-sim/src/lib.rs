@@ -64,6 +64,9 @@ pub struct SimConfig {
     pub max_events: u64,
     /// Print every action of this node to stderr (debugging).
     pub log_node: Option<u32>,
+    /// Re-share around nodes that gained capacity after a change (closer to global max-min,
+    /// about twice the cost).
+    pub second_round: bool,
 }
 
 impl Default for SimConfig {
@@ -88,6 +91,7 @@ impl Default for SimConfig {
             trace: None,
             max_events: 2_000_000_000,
             log_node: None,
+            second_round: false,
         }
     }
 }
@@ -240,6 +244,8 @@ struct Flow {
     last: Ns,
     ver: u32,
     bad: bool,
+    /// Time of the FlowEnd event pending for this flow (`Ns::MAX`: none).
+    sched: Ns,
 }
 
 /// The simulator state. Rate sharing: max-min fair (what competing TCP or QUIC flows converge
@@ -422,6 +428,17 @@ impl Sim {
             self.events += 1;
             self.handle(ev);
         }
+        if std::env::var_os("PEAS_SIM_DEBUG_NODES").is_some() {
+            for (i, n) in self.nodes.iter().enumerate() {
+                eprintln!(
+                    "node {i} peers={} origin_peer={} done={:?} join={}",
+                    n.peers.len(),
+                    n.peers.contains(&ORIGIN),
+                    n.done_at.map(|t| t as f64 / 1e9),
+                    n.join_at
+                );
+            }
+        }
         let honest: Vec<&Node> = self.nodes[1..].iter().filter(|n| !n.liar).collect();
         let done: Vec<f64> = honest
             .iter()
@@ -516,7 +533,18 @@ impl Sim {
             Ev::FlowEnd { flow, ver } => {
                 let f = &self.flows[flow as usize];
                 if f.alive && f.ver == ver {
-                    self.flow_end(flow);
+                    self.flows[flow as usize].sched = Ns::MAX;
+                    self.advance_flow(flow, self.now);
+                    let x = &mut self.flows[flow as usize];
+                    let remaining = x.total - x.done;
+                    if remaining <= 1e-6 * x.total.max(1.0) || remaining < 1.0 {
+                        self.flow_end(flow);
+                    } else if x.rate > 0.0 {
+                        let t = self.now + ((remaining / x.rate) * 1e9).ceil().max(1.0) as Ns;
+                        x.sched = t;
+                        let ver = x.ver;
+                        self.push(t, Ev::FlowEnd { flow, ver });
+                    }
                 }
             }
             Ev::DataDone { dst, req, bad } => {
@@ -920,6 +948,7 @@ impl Sim {
             last: self.now,
             ver,
             bad,
+            sched: Ns::MAX,
         };
         self.nodes[src as usize].up_flows.push(id);
         self.nodes[dst as usize].down_flows.push(id);
@@ -1014,7 +1043,7 @@ impl Sim {
     /// and always feasible: no node ever sends or receives more than its capacity.
     fn recompute(&mut self, changed: &[u32]) {
         let freed = self.refill(changed);
-        if !freed.is_empty() {
+        if self.cfg.second_round && !freed.is_empty() {
             self.refill(&freed);
         }
     }
@@ -1122,12 +1151,17 @@ impl Sim {
             self.advance_flow(f, now);
             let x = &mut self.flows[f as usize];
             x.rate = new;
-            x.ver = x.ver.wrapping_add(1);
             let remaining = (x.total - x.done).max(0.0);
-            let ver = x.ver;
             if new > 0.0 {
+                // Only an earlier end needs a new event; a later one is re-armed when the
+                // pending event fires early.
                 let t = now + ((remaining / new) * 1e9).ceil() as Ns;
-                self.push(t, Ev::FlowEnd { flow: f, ver });
+                if t < x.sched {
+                    x.ver = x.ver.wrapping_add(1);
+                    x.sched = t;
+                    let ver = x.ver;
+                    self.push(t, Ev::FlowEnd { flow: f, ver });
+                }
             }
         }
         freed.sort_unstable();

@@ -70,6 +70,9 @@ struct Args {
     /// How long a refused partition is not asked again from that peer, milliseconds.
     #[arg(long)]
     refusal_memory_ms: Option<u64>,
+    /// Serve the peer furthest behind before the rarest partition.
+    #[arg(long)]
+    neediest_first: bool,
     /// Disable super-seeding.
     #[arg(long)]
     no_super_seeding: bool,
@@ -82,6 +85,12 @@ struct Args {
     /// Print every action of this node to stderr (0 = origin).
     #[arg(long)]
     log_node: Option<u32>,
+    /// Also re-share around nodes that gained capacity (closer to max-min, slower).
+    #[arg(long)]
+    two_rounds: bool,
+    /// Peers a node dials when it joins.
+    #[arg(long, default_value_t = 16)]
+    initial_peers: usize,
     /// Print JSON (the only output format; accepted for compatibility).
     #[arg(long)]
     json: bool,
@@ -117,6 +126,8 @@ fn main() -> ExitCode {
         .filter(|t| *t > 0.0)
         .map(Duration::from_secs_f64);
     cfg.log_node = args.log_node;
+    cfg.second_round = args.two_rounds;
+    cfg.initial_peers = args.initial_peers;
     if let Some(r) = args.request_size {
         cfg.planner.request_size = r;
     }
@@ -143,6 +154,9 @@ fn main() -> ExitCode {
     }
     if let Some(x) = args.refusal_memory_ms {
         cfg.planner.refusal_memory = Duration::from_millis(x);
+    }
+    if args.neediest_first {
+        cfg.planner.neediest_first = true;
     }
     if args.no_super_seeding {
         cfg.planner.super_seeding = false;
