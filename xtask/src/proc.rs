@@ -71,27 +71,27 @@ pub fn run_status(mut cmd: Command, what: &str) -> Result<(), String> {
     }
 }
 
-/// Builds the release `peas` binary once and returns its path.
+/// Builds the release `peas` binary and returns its path.
 pub fn build_peas() -> Result<PathBuf, String> {
+    build_release_bin("peas-cli", "peas")
+}
+
+/// Builds binary `bin` of `package` in release mode and returns its path.
+pub fn build_release_bin(package: &str, bin: &str) -> Result<PathBuf, String> {
     let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "peas-cli",
-        "--bin",
-        "peas",
-    ]);
-    run_status(cmd, "cargo build --release -p peas-cli")?;
+    cmd.args(["build", "--release", "--quiet", "-p", package, "--bin", bin]);
+    run_status(
+        cmd,
+        &format!("cargo build --release -p {package} --bin {bin}"),
+    )?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let bin = target.join("release").join("peas");
-    if bin.exists() {
-        Ok(bin)
+    let path = target.join("release").join(bin);
+    if path.exists() {
+        Ok(path)
     } else {
-        Err(format!("built peas binary not found at {}", bin.display()))
+        Err(format!("built binary not found at {}", path.display()))
     }
 }
 
@@ -220,16 +220,11 @@ impl Proc {
 
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
-            let pid = child.id();
-            REGISTRY
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pids
-                .retain(|p| *p != pid);
         }
+        self.forget_pid();
     }
 
     fn forget_pid(&mut self) {

@@ -13,7 +13,7 @@ use super::cluster::{
     swarm_completion, tail, wait_for,
 };
 use super::{Figures, Scenario};
-use crate::proc::{Proc, cargo, run_status};
+use crate::proc::Proc;
 
 /// Every scenario, in the order `cargo xtask e2e` runs them.
 pub const ALL: &[Scenario] = &[
@@ -85,18 +85,7 @@ impl Ctx {
     /// Builds the release `peas` binary and the test provider once.
     pub fn build() -> Result<Ctx, String> {
         let peas = crate::proc::build_peas()?;
-        let mut cmd = cargo();
-        cmd.args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "peas-tests",
-            "--bin",
-            "peas-testbed",
-        ]);
-        run_status(cmd, "cargo build --release -p peas-tests")?;
-        let testbed = peas.with_file_name("peas-testbed");
+        let testbed = crate::proc::build_release_bin("peas-tests", "peas-testbed")?;
         Ok(Ctx { peas, testbed })
     }
 
@@ -209,6 +198,25 @@ fn secs(e: &Value) -> f64 {
     e["elapsed_s"].as_f64().unwrap_or(f64::NAN)
 }
 
+/// Starts `count` installers (`node0`..) of `manifest`, each with its upload capped at [`RATE`]
+/// and seeding on after completion; returns them with their output paths.
+fn start_installers(
+    c: &mut Cluster,
+    manifest: &Path,
+    count: usize,
+) -> Result<(Vec<Proc>, Vec<PathBuf>), String> {
+    let mut procs = Vec::new();
+    let mut outs = Vec::new();
+    for i in 0..count {
+        let n = c.node(&format!("node{i}"))?;
+        let out = c.dir().join(format!("out{i}.bin"));
+        let extra = ["--max-upload-rate", RATE, "--seed-after", "10m"];
+        procs.push(c.install(&n, manifest, &out, &extra)?);
+        outs.push(out);
+    }
+    Ok((procs, outs))
+}
+
 fn owner_arg(id: &str, addr: &str) -> String {
     format!("{id}@{addr}")
 }
@@ -218,19 +226,7 @@ fn fanout(ctx: &mut Ctx) -> Result<Figures, String> {
     let size = 128 * MIB;
     let mut c = ctx.cluster("fanout")?;
     let mut origin = start_origin(&mut c, size, &[])?;
-    let mut procs = Vec::new();
-    let mut outs = Vec::new();
-    for i in 0..8 {
-        let n = c.node(&format!("node{i}"))?;
-        let out = c.dir().join(format!("out{i}.bin"));
-        procs.push(c.install(
-            &n,
-            &origin.manifest,
-            &out,
-            &["--max-upload-rate", RATE, "--seed-after", "10m"],
-        )?);
-        outs.push(out);
-    }
+    let (mut procs, outs) = start_installers(&mut c, &origin.manifest, 8)?;
     let done = wait_complete(&mut procs, DOWNLOAD_LIMIT)?;
     let completion = swarm_completion(&procs, &done);
     let mean = done.iter().map(secs).sum::<f64>() / done.len() as f64;
@@ -339,19 +335,7 @@ fn origin_loss(ctx: &mut Ctx) -> Result<Figures, String> {
     let partitions = size.div_ceil(PARTITION);
     let mut c = ctx.cluster("origin-loss")?;
     let mut origin = start_origin(&mut c, size, &[])?;
-    let mut procs = Vec::new();
-    let mut outs = Vec::new();
-    for i in 0..4 {
-        let n = c.node(&format!("node{i}"))?;
-        let out = c.dir().join(format!("out{i}.bin"));
-        procs.push(c.install(
-            &n,
-            &origin.manifest,
-            &out,
-            &["--max-upload-rate", RATE, "--seed-after", "10m"],
-        )?);
-        outs.push(out);
-    }
+    let (mut procs, outs) = start_installers(&mut c, &origin.manifest, 4)?;
     let t0 = Instant::now();
     wait_for(
         DOWNLOAD_LIMIT,
@@ -489,19 +473,7 @@ fn corrupt_peer(ctx: &mut Ctx) -> Result<Figures, String> {
     let manifest = c.create(&origin_node, &file, &[owner_arg(&bad_id, &bad_addr)])?;
     let mut seed = c.seed(&origin_node, &[&manifest], &["--max-upload-rate", RATE])?;
     wait_ready(&seed)?;
-    let mut procs = Vec::new();
-    let mut outs = Vec::new();
-    for i in 0..3 {
-        let n = c.node(&format!("node{i}"))?;
-        let out = c.dir().join(format!("out{i}.bin"));
-        procs.push(c.install(
-            &n,
-            &manifest,
-            &out,
-            &["--max-upload-rate", RATE, "--seed-after", "10m"],
-        )?);
-        outs.push(out);
-    }
+    let (mut procs, outs) = start_installers(&mut c, &manifest, 3)?;
     wait_complete(&mut procs, DOWNLOAD_LIMIT)?;
     let mut banned_by = 0;
     for (p, out) in procs.iter_mut().zip(&outs) {
