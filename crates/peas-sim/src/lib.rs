@@ -780,10 +780,7 @@ impl Sim {
     }
 
     fn drain_one(&mut self, node: u32) {
-        loop {
-            let Some(a) = self.nodes[node as usize].planner.poll_action() else {
-                break;
-            };
+        while let Some(a) = self.nodes[node as usize].planner.poll_action() {
             if self.cfg.log_node == Some(node) {
                 eprintln!("{:.4} n{node} {a:?}", self.now as f64 / 1e9);
             }
@@ -957,7 +954,6 @@ impl Sim {
     }
 
     fn advance_flow(&mut self, f: u32, now: Ns) {
-        let src_origin;
         let fl = &mut self.flows[f as usize];
         if now <= fl.last {
             return;
@@ -965,7 +961,7 @@ impl Sim {
         let add = (fl.rate * (now - fl.last) as f64 / 1e9).min(fl.total - fl.done);
         fl.done += add;
         fl.last = now;
-        src_origin = fl.src == ORIGIN;
+        let src_origin = fl.src == ORIGIN;
         let (src, dst) = (fl.src, fl.dst);
         if src_origin {
             self.origin_egress += add;
