@@ -153,6 +153,9 @@ pub struct Config {
     /// A complete seed refuses partitions that another peer already has or is getting from it,
     /// as long as some partition has no copy yet (super-seeding).
     pub super_seeding: bool,
+    /// Super-seeding refuses one peer the same partition at most this many times; then it is
+    /// served (so a peer whose other sources left or lie is never stuck).
+    pub superseed_patience: u32,
     /// Queued uploads go to the peer with the fewest partitions first (before rarity); when
     /// false, the rarest partition goes first and the neediest peer breaks ties.
     pub neediest_first: bool,
@@ -182,6 +185,7 @@ impl Default for Config {
             stall_steal_age: Duration::from_secs(2),
             random_first: 4,
             super_seeding: true,
+            superseed_patience: 2,
             endgame_blocks: 16,
             neediest_first: false,
         }

@@ -161,6 +161,8 @@ pub struct Planner {
     bytes_uploaded_started: u64,
     /// Uploads accepted per peer (fairness among queued requests); forgotten on disconnect.
     accepted_per_peer: BTreeMap<PeerId, u64>,
+    /// Super-seeding refusals per (peer, partition); forgotten on disconnect.
+    superseed_refusals: BTreeMap<(PeerId, u32), u32>,
 }
 
 /// Order of queued uploads: (not a continuation, then copies / peer's active uploads or, with
@@ -282,6 +284,7 @@ impl Planner {
             actions: VecDeque::new(),
             bytes_uploaded_started: 0,
             accepted_per_peer: BTreeMap::new(),
+            superseed_refusals: BTreeMap::new(),
         };
         planner.check_complete();
         planner
@@ -668,6 +671,14 @@ impl Planner {
             self.remove_have(pe.have);
         }
         self.accepted_per_peer.remove(&peer);
+        self.superseed_refusals.retain(|(q, _), _| *q != peer);
+        // A partition handed to a peer that left has no copy through it any more.
+        let tag = peer.0.wrapping_add(1);
+        for t in self.first_taker.iter_mut() {
+            if *t == tag {
+                *t = 0;
+            }
+        }
         let ups: Vec<UploadId> = self
             .uploads
             .iter()
@@ -1175,8 +1186,9 @@ impl Planner {
     }
 
     /// Whether super-seeding refuses partition `p` to `peer`: we are a complete seed, some
-    /// partition has no copy yet, and `p` already has one (a connected peer has it, or we
-    /// serve or served it to another peer).
+    /// partition has no copy yet, `p` already has one (a connected peer has it, or we serve or
+    /// served it to another connected peer), and this peer was refused `p` fewer than
+    /// [`Config::superseed_patience`] times. Counts the refusal.
     fn superseed_refuses(&mut self, p: u32, peer: PeerId) -> bool {
         if !self.config.super_seeding || !self.is_complete() {
             return false;
@@ -1189,7 +1201,14 @@ impl Planner {
                 .values()
                 .any(|u| u.partition == p && u.peer != peer);
         let copies = self.avail[p as usize] + self.seed_peers > 0;
-        (copies || other_taker || other_upload) && self.release_pending()
+        if !((copies || other_taker || other_upload) && self.release_pending()) {
+            return false;
+        }
+        // Patience: a peer that keeps asking (its other sources may be gone or lying) is
+        // served on its third request for the partition.
+        let n = self.superseed_refusals.entry((peer, p)).or_default();
+        *n += 1;
+        *n <= self.config.superseed_patience
     }
 
     fn note_taker(&mut self, p: u32, peer: PeerId) {

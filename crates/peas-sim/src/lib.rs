@@ -1058,23 +1058,28 @@ impl Sim {
         if fl.is_empty() {
             return Vec::new();
         }
-        // Constraints: (node, is_up) -> residual capacity and unfrozen users.
-        let mut cons: Vec<(u32, bool, f64, u32)> = Vec::new();
-        let idx = |cons: &mut Vec<(u32, bool, f64, u32)>, node: u32, up: bool| -> usize {
-            if let Some(i) = cons.iter().position(|c| c.0 == node && c.1 == up) {
-                i
-            } else {
-                cons.push((node, up, 0.0, 0));
-                cons.len() - 1
-            }
-        };
-        let mut ends: Vec<(usize, usize)> = Vec::with_capacity(fl.len());
+        // Constraints: (node, is_up) -> residual capacity and unfrozen users, keyed by
+        // `node * 2 + is_up`, sorted for binary search.
+        let mut keys: Vec<u64> = Vec::with_capacity(fl.len() * 2);
         for &f in &fl {
-            let (s, d) = (self.flows[f as usize].src, self.flows[f as usize].dst);
-            let a = idx(&mut cons, s, true);
-            let b = idx(&mut cons, d, false);
-            ends.push((a, b));
+            let x = &self.flows[f as usize];
+            keys.push(u64::from(x.src) * 2 + 1);
+            keys.push(u64::from(x.dst) * 2);
         }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut cons: Vec<(u32, bool, f64, u32)> = keys
+            .iter()
+            .map(|k| ((k / 2) as u32, k % 2 == 1, 0.0, 0))
+            .collect();
+        let pos = |k: u64| keys.binary_search(&k).unwrap_or(0);
+        let ends: Vec<(usize, usize)> = fl
+            .iter()
+            .map(|&f| {
+                let x = &self.flows[f as usize];
+                (pos(u64::from(x.src) * 2 + 1), pos(u64::from(x.dst) * 2))
+            })
+            .collect();
         for c in cons.iter_mut() {
             let x = &self.nodes[c.0 as usize];
             let (cap, list) = if c.1 {
