@@ -153,8 +153,9 @@ pub struct Config {
     /// A complete seed refuses partitions that another peer already has or is getting from it,
     /// as long as some partition has no copy yet (super-seeding).
     pub super_seeding: bool,
-    /// Super-seeding refuses one peer the same partition at most this many times; then it is
-    /// served (so a peer whose other sources left or lie is never stuck).
+    /// Super-seeding refuses one peer a partition that no connected peer has announced (only
+    /// handed out by us) at most this many times; then it is served, so a stuck taker cannot
+    /// block the swarm.
     pub superseed_patience: u32,
     /// Queued uploads go to the peer with the fewest partitions first (before rarity); when
     /// false, the rarest partition goes first and the neediest peer breaks ties.
@@ -172,7 +173,7 @@ impl Default for Config {
             max_inflight_per_peer: 2,
             upload_slots: 8,
             seed_upload_slots: 8,
-            upload_queue_total: 32,
+            upload_queue_total: 64,
             upload_queue_per_peer: 2,
             request_size: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
@@ -185,7 +186,7 @@ impl Default for Config {
             stall_steal_age: Duration::from_secs(2),
             random_first: 4,
             super_seeding: true,
-            superseed_patience: 2,
+            superseed_patience: 4,
             endgame_blocks: 16,
             neediest_first: false,
         }

@@ -159,6 +159,8 @@ pub struct Planner {
 
     actions: VecDeque<Action>,
     bytes_uploaded_started: u64,
+    /// Earliest backoff end or refusal expiry among peers (a lower bound; refreshed on ticks).
+    peer_deadline: Option<Duration>,
     /// Uploads accepted per peer (fairness among queued requests); forgotten on disconnect.
     accepted_per_peer: BTreeMap<PeerId, u64>,
     /// Super-seeding refusals per (peer, partition); forgotten on disconnect.
@@ -284,6 +286,7 @@ impl Planner {
             actions: VecDeque::new(),
             bytes_uploaded_started: 0,
             accepted_per_peer: BTreeMap::new(),
+            peer_deadline: None,
             superseed_refusals: BTreeMap::new(),
         };
         planner.check_complete();
@@ -800,6 +803,8 @@ impl Planner {
                     if pe.refused_until.is_none() {
                         pe.refused_until = Some(now + memory);
                     }
+                    let d = now + memory;
+                    self.peer_deadline = Some(self.peer_deadline.map_or(d, |x| x.min(d)));
                 }
             }
             Failure::Error | Failure::Timeout => {
@@ -809,6 +814,8 @@ impl Planner {
                     let shift = (pe.failures - 1).min(20);
                     let delay = base.saturating_mul(1u32 << shift).min(max);
                     pe.retry_at = now + delay;
+                    let d = now + delay;
+                    self.peer_deadline = Some(self.peer_deadline.map_or(d, |x| x.min(d)));
                 }
             }
         }
@@ -1102,6 +1109,16 @@ impl Planner {
                 pe.refused_until = None;
             }
         }
+        self.peer_deadline = None;
+        for pe in self.peers.values() {
+            let mut d = pe.refused_until;
+            if pe.retry_at > now {
+                d = Some(d.map_or(pe.retry_at, |x| x.min(pe.retry_at)));
+            }
+            if let Some(d) = d {
+                self.peer_deadline = Some(self.peer_deadline.map_or(d, |x| x.min(d)));
+            }
+        }
         let timeout = self.config.request_timeout;
         let stale: Vec<RequestId> = self
             .requests
@@ -1139,15 +1156,10 @@ impl Planner {
                 consider(first + self.config.request_timeout);
             }
         }
-        if !self.is_complete() {
-            for pe in self.peers.values() {
-                if pe.retry_at > self.now {
-                    consider(pe.retry_at);
-                }
-                if let Some(u) = pe.refused_until {
-                    consider(u);
-                }
-            }
+        if !self.is_complete()
+            && let Some(d) = self.peer_deadline
+        {
+            consider(d);
         }
         t
     }
@@ -1187,8 +1199,8 @@ impl Planner {
 
     /// Whether super-seeding refuses partition `p` to `peer`: we are a complete seed, some
     /// partition has no copy yet, `p` already has one (a connected peer has it, or we serve or
-    /// served it to another connected peer), and this peer was refused `p` fewer than
-    /// [`Config::superseed_patience`] times. Counts the refusal.
+    /// served it to another connected peer), and, when no connected peer has announced it, this
+    /// peer was refused `p` at most [`Config::superseed_patience`] times. Counts the refusal.
     fn superseed_refuses(&mut self, p: u32, peer: PeerId) -> bool {
         if !self.config.super_seeding || !self.is_complete() {
             return false;
@@ -1204,8 +1216,13 @@ impl Planner {
         if !((copies || other_taker || other_upload) && self.release_pending()) {
             return false;
         }
-        // Patience: a peer that keeps asking (its other sources may be gone or lying) is
-        // served on its third request for the partition.
+        if copies {
+            // A connected peer has it: the requester can get it there (or, once every
+            // partition has a copy, here).
+            return true;
+        }
+        // Only handed out by us and not announced yet: a peer that keeps asking (the taker
+        // may be stuck) is served after `superseed_patience` refusals.
         let n = self.superseed_refusals.entry((peer, p)).or_default();
         *n += 1;
         *n <= self.config.superseed_patience
@@ -1320,17 +1337,23 @@ impl Planner {
     /// the fewest active uploads from us, then the oldest.
     fn fill_upload_slots(&mut self) {
         while self.active_uploads < self.upload_slots() && !self.upload_queue.is_empty() {
+            let mut active_per_peer: Vec<(PeerId, usize)> = Vec::new();
+            for u in self.uploads.values().filter(|u| u.active) {
+                match active_per_peer.iter_mut().find(|(q, _)| *q == u.peer) {
+                    Some((_, n)) => *n += 1,
+                    None => active_per_peer.push((u.peer, 1)),
+                }
+            }
             let mut best: Option<(QueueKey, usize)> = None;
             for (i, uid) in self.upload_queue.iter().enumerate() {
                 let Some(u) = self.uploads.get(uid) else {
                     continue;
                 };
                 let copies = self.avail[u.partition as usize] + self.seed_peers;
-                let peer_active = self
-                    .uploads
-                    .values()
-                    .filter(|x| x.active && x.peer == u.peer)
-                    .count();
+                let peer_active = active_per_peer
+                    .iter()
+                    .find(|(q, _)| *q == u.peer)
+                    .map_or(0, |(_, n)| *n);
                 // Continuing a partition this peer already gets from us comes first: the
                 // partition then completes (and can be shared on) sooner.
                 let fresh = self.first_taker[u.partition as usize] != u.peer.0.wrapping_add(1);

@@ -198,7 +198,7 @@ enum Ev {
     FlowEnd { flow: u32, ver: u32 },
     DataDone { dst: u32, req: u64, bad: bool },
     CancelArrive { src: u32, upload: u64 },
-    Have { node: u32, from: u32, part: u32 },
+    Have { from: u32, part: u32 },
     Timer { node: u32, ver: u32 },
 }
 
@@ -275,6 +275,9 @@ pub struct Sim {
     draining: bool,
     /// Pairs (low, high) never to connect again (one banned or dropped the other).
     shunned: BTreeSet<(u32, u32)>,
+    /// Nodes whose transfers changed at the current instant; rates are re-shared once per
+    /// instant, before time advances.
+    dirty: Vec<u32>,
 }
 
 const ORIGIN: u32 = 0;
@@ -378,6 +381,7 @@ impl Sim {
             drain_queue: Vec::new(),
             draining: false,
             shunned: BTreeSet::new(),
+            dirty: Vec::new(),
         };
         // The origin first, then everyone else in a random order (ties at t=0).
         sim.nodes[0].joined = true;
@@ -410,6 +414,15 @@ impl Sim {
         let limit: Ns = ((bound * 50.0 + 60.0) * 1e9) as Ns;
         let mut hit_limit = false;
         while self.honest_left_to_complete > 0 {
+            if !self.dirty.is_empty()
+                && self
+                    .heap
+                    .peek()
+                    .is_none_or(|Reverse((t, _, _))| *t > self.now)
+            {
+                self.flush_dirty();
+                continue;
+            }
             let Some(Reverse((t, _, ev))) = self.heap.pop() else {
                 hit_limit = true;
                 break;
@@ -426,6 +439,9 @@ impl Sim {
             }
             self.now = t;
             self.events += 1;
+            if self.events % 5_000_000 == 0 && std::env::var_os("PEAS_SIM_DEBUG_EVENTS").is_some() {
+                eprintln!("{t} {ev:?} dirty={}", self.dirty.len());
+            }
             self.handle(ev);
         }
         if std::env::var_os("PEAS_SIM_DEBUG_NODES").is_some() {
@@ -540,7 +556,9 @@ impl Sim {
                     if remaining <= 1e-6 * x.total.max(1.0) || remaining < 1.0 {
                         self.flow_end(flow);
                     } else if x.rate > 0.0 {
-                        let t = self.now + ((remaining / x.rate) * 1e9).ceil().max(1.0) as Ns;
+                        let t = self
+                            .now
+                            .saturating_add(((remaining / x.rate) * 1e9).ceil().max(1.0) as Ns);
                         x.sched = t;
                         let ver = x.ver;
                         self.push(t, Ev::FlowEnd { flow, ver });
@@ -564,14 +582,19 @@ impl Sim {
                 }
             }
             Ev::CancelArrive { src, upload } => self.cancel_arrive(src, upload),
-            Ev::Have { node, from, part } => {
-                let n = &mut self.nodes[node as usize];
-                if n.left || !n.peers.contains(&from) {
-                    return;
+            Ev::Have { from, part } => {
+                // One event per announce, delivered to every current peer of the announcer.
+                let peers = self.nodes[from as usize].peers.clone();
+                let now = dur(self.now);
+                for node in peers {
+                    let n = &mut self.nodes[node as usize];
+                    if n.left {
+                        continue;
+                    }
+                    n.planner
+                        .handle_peer_has(now, PeerId(u64::from(from)), part);
+                    self.drain(node);
                 }
-                n.planner
-                    .handle_peer_has(dur(self.now), PeerId(u64::from(from)), part);
-                self.drain(node);
             }
             Ev::Timer { node, ver } => {
                 let n = &self.nodes[node as usize];
@@ -892,17 +915,13 @@ impl Sim {
                         }
                     }
                 }
-                let peers = self.nodes[node as usize].peers.clone();
-                for p in peers {
-                    self.push(
-                        now + lat,
-                        Ev::Have {
-                            node: p,
-                            from: node,
-                            part: partition,
-                        },
-                    );
-                }
+                self.push(
+                    now + lat,
+                    Ev::Have {
+                        from: node,
+                        part: partition,
+                    },
+                );
             }
             Action::Complete => {
                 let n = &mut self.nodes[node as usize];
@@ -949,7 +968,8 @@ impl Sim {
         };
         self.nodes[src as usize].up_flows.push(id);
         self.nodes[dst as usize].down_flows.push(id);
-        self.recompute(&[src, dst]);
+        self.dirty.push(src);
+        self.dirty.push(dst);
         id
     }
 
@@ -1007,7 +1027,8 @@ impl Sim {
             r.flow = None;
         }
         self.free_flows.push(f);
-        self.recompute(&[src, dst]);
+        self.dirty.push(src);
+        self.dirty.push(dst);
     }
 
     fn flow_end(&mut self, f: u32) {
@@ -1041,6 +1062,17 @@ impl Sim {
         let freed = self.refill(changed);
         if self.cfg.second_round && !freed.is_empty() {
             self.refill(&freed);
+        }
+    }
+
+    /// Re-shares rates around every node whose transfers changed at this instant, a few
+    /// nodes at a time (progressive filling is superlinear in the transfers involved).
+    fn flush_dirty(&mut self) {
+        let mut d = std::mem::take(&mut self.dirty);
+        d.sort_unstable();
+        d.dedup();
+        for chunk in d.chunks(4) {
+            self.recompute(chunk);
         }
     }
 
@@ -1106,7 +1138,8 @@ impl Sim {
                 .iter()
                 .filter(|c| c.3 > 0)
                 .map(|c| c.2 / f64::from(c.3))
-                .fold(f64::INFINITY, f64::min);
+                .fold(f64::INFINITY, f64::min)
+                .max(0.0);
             if !delta.is_finite() {
                 break;
             }
@@ -1136,7 +1169,8 @@ impl Sim {
         let now = self.now;
         let mut freed = Vec::new();
         for (i, &f) in fl.iter().enumerate() {
-            let new = rate[i];
+            // Below a byte per second is no progress (and would overflow the clock).
+            let new = if rate[i] < 1.0 { 0.0 } else { rate[i] };
             let old = self.flows[f as usize].rate;
             if (new - old).abs() <= 1e-9 * new.max(1.0) {
                 continue;
@@ -1156,7 +1190,7 @@ impl Sim {
             if new > 0.0 {
                 // Only an earlier end needs a new event; a later one is re-armed when the
                 // pending event fires early.
-                let t = now + ((remaining / new) * 1e9).ceil() as Ns;
+                let t = now.saturating_add(((remaining / new) * 1e9).ceil() as Ns);
                 if t < x.sched {
                     x.ver = x.ver.wrapping_add(1);
                     x.sched = t;
