@@ -157,6 +157,9 @@ pub struct Config {
     /// handed out by us) at most this many times; then it is served, so a stuck taker cannot
     /// block the swarm.
     pub superseed_patience: u32,
+    /// At most one request per peer that has delivered nothing yet: a second request goes to a
+    /// peer only once the first is flowing.
+    pub one_waiting_per_peer: bool,
     /// Queued uploads go to the peer with the fewest partitions first (before rarity); when
     /// false, the rarest partition goes first and the neediest peer breaks ties.
     pub neediest_first: bool,
@@ -189,6 +192,7 @@ impl Default for Config {
             superseed_patience: 4,
             endgame_blocks: 16,
             neediest_first: false,
+            one_waiting_per_peer: false,
         }
     }
 }

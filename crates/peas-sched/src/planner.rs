@@ -914,11 +914,24 @@ impl Planner {
         if self.requests.len() >= self.config.max_inflight_total {
             return;
         }
+        // Peers with a request that has not delivered anything yet (queued behind a busy
+        // uploader) get no second one: demand spreads over more sources.
+        let mut waiting: Vec<PeerId> = Vec::new();
+        if self.config.one_waiting_per_peer {
+            waiting.extend(
+                self.requests
+                    .values()
+                    .filter(|r| r.received == 0)
+                    .map(|r| r.peer),
+            );
+        }
         let mut cands: Vec<(usize, u64, PeerId)> = self
             .peers
             .iter()
-            .filter(|(_, pe)| {
-                self.usable(pe, now) && pe.inflight < self.config.max_inflight_per_peer
+            .filter(|(id, pe)| {
+                self.usable(pe, now)
+                    && pe.inflight < self.config.max_inflight_per_peer
+                    && !waiting.contains(id)
             })
             .map(|(id, pe)| (pe.inflight, u64::MAX - pe.rate as u64, *id))
             .collect();
@@ -932,7 +945,13 @@ impl Planner {
                         break;
                     }
                     let inflight = self.peers.get(&peer).map_or(usize::MAX, |p| p.inflight);
-                    if inflight >= self.config.max_inflight_per_peer {
+                    if inflight >= self.config.max_inflight_per_peer
+                        || (self.config.one_waiting_per_peer && inflight > 0 && {
+                            self.requests
+                                .values()
+                                .any(|r| r.peer == peer && r.received == 0)
+                        })
+                    {
                         continue;
                     }
                     if let Some(p) = self.pick_partition(peer)

@@ -73,6 +73,12 @@ struct Args {
     /// Serve the peer furthest behind before the rarest partition.
     #[arg(long)]
     neediest_first: bool,
+    /// Partitions chosen at random (not rarest-first) at the start.
+    #[arg(long)]
+    random_first: Option<u32>,
+    /// At most one not-yet-flowing request per peer.
+    #[arg(long)]
+    one_waiting_per_peer: bool,
     /// Disable super-seeding.
     #[arg(long)]
     no_super_seeding: bool,
@@ -157,6 +163,12 @@ fn main() -> ExitCode {
     }
     if args.neediest_first {
         cfg.planner.neediest_first = true;
+    }
+    if let Some(x) = args.random_first {
+        cfg.planner.random_first = x;
+    }
+    if args.one_waiting_per_peer {
+        cfg.planner.one_waiting_per_peer = true;
     }
     if args.no_super_seeding {
         cfg.planner.super_seeding = false;
