@@ -504,6 +504,14 @@ impl Sim {
             .map(|n| n.planner.verified_bytes())
             .sum();
         let n = self.cfg.nodes.max(1) as f64;
+        let (global, up_sat, down_sat, both) = self.global_max_min();
+        eprintln!(
+            "  global max-min total={:8.1}MiB/s; nodes with upload >=95%: {}, download >=95%: {}, flows with neither end saturated: {}",
+            global / MIB,
+            up_sat,
+            down_sat,
+            both
+        );
         eprintln!(
             "t={:7.3}s swarm_up={:8.1}MiB/s ({:5.1}%) origin_up={:6.1}MiB/s flows={} done={} avg_verified={:5.1}% uncovered={}",
             self.next_trace as f64 / 1e9,
@@ -515,6 +523,114 @@ impl Sim {
             100.0 * verified as f64 / n / self.cfg.size.max(1) as f64,
             self.uncovered,
         );
+    }
+
+    /// Diagnostic: total rate of a global max-min allocation over the live flows, the nodes
+    /// whose upload / download is at least 95 % used now, and live flows with neither end
+    /// saturated now (capacity the local re-sharing left unused).
+    fn global_max_min(&self) -> (f64, usize, usize, usize) {
+        let live: Vec<&Flow> = self.flows.iter().filter(|f| f.alive).collect();
+        let nn = self.nodes.len();
+        let mut cap: Vec<f64> = (0..nn * 2)
+            .map(|k| {
+                let x = &self.nodes[k / 2];
+                if k % 2 == 1 { x.up } else { x.down }
+            })
+            .collect();
+        let mut users = vec![0u32; nn * 2];
+        for f in &live {
+            users[f.src as usize * 2 + 1] += 1;
+            users[f.dst as usize * 2] += 1;
+        }
+        let mut frozen = vec![false; live.len()];
+        let mut total = 0.0;
+        let mut left = live.len();
+        while left > 0 {
+            let delta = (0..nn * 2)
+                .filter(|&k| users[k] > 0)
+                .map(|k| cap[k] / f64::from(users[k]))
+                .fold(f64::INFINITY, f64::min);
+            if !delta.is_finite() {
+                break;
+            }
+            for (i, f) in live.iter().enumerate() {
+                if !frozen[i] {
+                    total += delta;
+                    cap[f.src as usize * 2 + 1] -= delta;
+                    cap[f.dst as usize * 2] -= delta;
+                }
+            }
+            for (i, f) in live.iter().enumerate() {
+                let (a, b) = (f.src as usize * 2 + 1, f.dst as usize * 2);
+                if !frozen[i] && (cap[a] <= 1e-6 * (1.0 + delta) || cap[b] <= 1e-6 * (1.0 + delta))
+                {
+                    frozen[i] = true;
+                    left -= 1;
+                    users[a] -= 1;
+                    users[b] -= 1;
+                }
+            }
+        }
+        let mut upr = vec![0.0; nn];
+        let mut dnr = vec![0.0; nn];
+        for f in &live {
+            upr[f.src as usize] += f.rate;
+            dnr[f.dst as usize] += f.rate;
+        }
+        let up_sat = (0..nn)
+            .filter(|&i| upr[i] >= 0.95 * self.nodes[i].up)
+            .count();
+        let down_sat = (0..nn)
+            .filter(|&i| dnr[i] >= 0.95 * self.nodes[i].down)
+            .count();
+        let both = live
+            .iter()
+            .filter(|f| {
+                upr[f.src as usize] < 0.95 * self.nodes[f.src as usize].up
+                    && dnr[f.dst as usize] < 0.95 * self.nodes[f.dst as usize].down
+            })
+            .count();
+        // Unsaturated downloaders: requests in flight, of which flowing.
+        let (mut dn, mut dreq, mut dflow) = (0usize, 0usize, 0usize);
+        let (mut un, mut uflows, mut uq, mut uneed) = (0usize, 0usize, 0usize, 0usize);
+        for i in 1..nn {
+            let x = &self.nodes[i];
+            if !x.joined || x.left || x.done_at.is_some() {
+                continue;
+            }
+            if dnr[i] < 0.95 * x.down {
+                dn += 1;
+                dreq += x.reqs.len();
+                dflow += x.reqs.values().filter(|r| r.flow.is_some()).count();
+            }
+            if upr[i] < 0.95 * x.up {
+                un += 1;
+                uflows += x.up_flows.len();
+                uq += x.planner.queued_uploads();
+                let mine = x.planner.have_partitions();
+                uneed += x
+                    .peers
+                    .iter()
+                    .filter(|&&q| {
+                        let o = &self.nodes[q as usize];
+                        q != ORIGIN
+                            && o.done_at.is_none()
+                            && mine.iter().any(|p| !o.planner.has_partition(p))
+                    })
+                    .count();
+            }
+        }
+        let dnf = dn.max(1) as f64;
+        let unf = un.max(1) as f64;
+        eprintln!(
+            "  unsat downloaders {dn}: reqs {:.1} flowing {:.1}; unsat uploaders {un}: flows {:.1} queued {:.1} peers needing its data {:.1}",
+            dreq as f64 / dnf,
+            dflow as f64 / dnf,
+            uflows as f64 / unf,
+            uq as f64 / unf,
+            uneed as f64 / unf
+        );
+        (total, up_sat, down_sat, both)
     }
 
     fn handle(&mut self, ev: Ev) {

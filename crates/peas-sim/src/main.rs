@@ -70,6 +70,12 @@ struct Args {
     /// How long a refused partition is not asked again from that peer, milliseconds.
     #[arg(long)]
     refusal_memory_ms: Option<u64>,
+    /// A request with no progress is moved to an idle peer after this long, milliseconds.
+    #[arg(long)]
+    stall_steal_ms: Option<u64>,
+    /// No request is judged slow before this age, milliseconds.
+    #[arg(long)]
+    min_steal_ms: Option<u64>,
     /// Serve the peer furthest behind before the rarest partition.
     #[arg(long)]
     neediest_first: bool,
@@ -157,6 +163,12 @@ fn main() -> ExitCode {
     }
     if let Some(x) = args.upload_queue {
         cfg.planner.upload_queue_total = x;
+    }
+    if let Some(x) = args.stall_steal_ms {
+        cfg.planner.stall_steal_age = Duration::from_millis(x);
+    }
+    if let Some(x) = args.min_steal_ms {
+        cfg.planner.min_steal_age = Duration::from_millis(x);
     }
     if let Some(x) = args.refusal_memory_ms {
         cfg.planner.refusal_memory = Duration::from_millis(x);
