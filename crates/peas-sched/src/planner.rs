@@ -660,13 +660,17 @@ impl Planner {
         self.schedule(now);
     }
 
-    fn drop_peer(&mut self, peer: PeerId) {
-        let ids: Vec<RequestId> = self
-            .requests
+    /// The ids of the requests in flight to `peer`.
+    fn requests_to(&self, peer: PeerId) -> Vec<RequestId> {
+        self.requests
             .iter()
             .filter(|(_, r)| r.peer == peer)
             .map(|(id, _)| *id)
-            .collect();
+            .collect()
+    }
+
+    fn drop_peer(&mut self, peer: PeerId) {
+        let ids = self.requests_to(peer);
         for id in ids {
             self.release_request(id);
         }
@@ -695,12 +699,7 @@ impl Planner {
 
     fn ban(&mut self, peer: PeerId) {
         // Cancel everything in flight to the peer; verified prefixes stay.
-        let ids: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| r.peer == peer)
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = self.requests_to(peer);
         for id in ids {
             self.release_request(id);
             self.actions.push_back(Action::Cancel { id });
