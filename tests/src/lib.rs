@@ -77,6 +77,23 @@ pub fn secret(i: u8) -> [u8; 32] {
     k
 }
 
+/// Installs `manifest` on `node` with default options and returns the report. Fails the
+/// test (panics) if the install cannot start, does not finish within `limit`, or fails.
+pub async fn install_within(
+    node: &peas_net::Node,
+    manifest: &peas_proto::Manifest,
+    limit: std::time::Duration,
+) -> peas_net::InstallReport {
+    let handle = node
+        .install(manifest, peas_net::InstallOptions::default())
+        .await
+        .expect("install starts");
+    tokio::time::timeout(limit, handle.wait())
+        .await
+        .unwrap_or_else(|_| panic!("install did not finish within {limit:?}"))
+        .expect("install completes")
+}
+
 /// Errors of the fixtures.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {

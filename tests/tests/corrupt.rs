@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use iroh::SecretKey;
 use iroh_blobs::store::mem::MemStore;
-use peas_net::{InstallOptions, Node, NodeConfig};
-use peas_tests::{CorruptProvider, Corruption, manifest_for, random_bytes, secret, test_config};
+use peas_net::{Node, NodeConfig};
+use peas_tests::{
+    CorruptProvider, Corruption, install_within, manifest_for, random_bytes, secret, test_config,
+};
 
 const SIZE: usize = 16 * 1024 * 1024;
 
@@ -41,16 +43,7 @@ async fn lying_peer_is_banned_and_download_completes() {
     let node = Node::spawn(secret(42), (*store).clone(), None, test_config())
         .await
         .expect("node");
-    let report = tokio::time::timeout(
-        Duration::from_secs(60),
-        node.install(&manifest, InstallOptions::default())
-            .await
-            .expect("install")
-            .wait(),
-    )
-    .await
-    .expect("bounded")
-    .expect("completes");
+    let report = install_within(&node, &manifest, Duration::from_secs(60)).await;
     println!(
         "corrupt: liar served {} KiB of bao stream, banned {:?}, from {:?}",
         liar.provider.served_bytes() >> 10,

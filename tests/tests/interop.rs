@@ -6,7 +6,9 @@ use std::time::Duration;
 use iroh::{SecretKey, protocol::Router};
 use iroh_blobs::{BlobsProtocol, store::mem::MemStore};
 use peas_net::{InstallOptions, Node};
-use peas_tests::{local_endpoint, loopback_addr, manifest_for, random_bytes, secret, test_config};
+use peas_tests::{
+    install_within, local_endpoint, loopback_addr, manifest_for, random_bytes, secret, test_config,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_iroh_blobs_provider_is_a_source() {
@@ -183,16 +185,7 @@ async fn a_full_node_points_newcomers_to_other_peers() {
     let b = Node::spawn(secret(62), (*b_store).clone(), None, test_config())
         .await
         .expect("b");
-    let report = tokio::time::timeout(
-        Duration::from_secs(60),
-        b.install(&manifest, InstallOptions::default())
-            .await
-            .expect("install")
-            .wait(),
-    )
-    .await
-    .expect("bounded")
-    .expect("b completes through a");
+    let report = install_within(&b, &manifest, Duration::from_secs(60)).await;
     assert!(
         report
             .from_peers

@@ -8,7 +8,7 @@ use iroh_blobs::{
     store::mem::MemStore,
 };
 use peas_net::{InstallOptions, Node, NodeConfig};
-use peas_tests::{local_endpoint, manifest_for, random_bytes, secret, test_config};
+use peas_tests::{install_within, local_endpoint, manifest_for, random_bytes, secret, test_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leech_serves_nothing_and_download_cap_paces() {
@@ -42,17 +42,7 @@ async fn leech_serves_nothing_and_download_cap_paces() {
     .await
     .expect("leech");
     let t0 = Instant::now();
-    let report = tokio::time::timeout(
-        Duration::from_secs(60),
-        leech
-            .install(&manifest, InstallOptions::default())
-            .await
-            .expect("install")
-            .wait(),
-    )
-    .await
-    .expect("bounded")
-    .expect("completes");
+    let report = install_within(&leech, &manifest, Duration::from_secs(60)).await;
     let took = t0.elapsed();
     println!(
         "leech: 8 MiB at a 4 MiB/s cap took {:.2}s",

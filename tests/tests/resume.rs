@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use iroh_blobs::store::fs::FsStore;
 use peas_net::{InstallOptions, Node, NodeConfig};
-use peas_tests::{manifest_for, random_bytes, secret, test_config};
+use peas_tests::{install_within, manifest_for, random_bytes, secret, test_config};
 
 const SIZE: usize = 32 * 1024 * 1024;
 
@@ -76,16 +76,7 @@ async fn restart_resumes_without_refetching_verified_data() {
     let node = Node::spawn(secret(31), (*store).clone(), None, test_config())
         .await
         .expect("node");
-    let report = tokio::time::timeout(
-        Duration::from_secs(60),
-        node.install(&manifest, InstallOptions::default())
-            .await
-            .expect("install")
-            .wait(),
-    )
-    .await
-    .expect("bounded")
-    .expect("completes");
+    let report = install_within(&node, &manifest, Duration::from_secs(60)).await;
     let fetched: u64 = report.from_peers.iter().map(|(_, b)| b).sum();
     println!(
         "resume: second run fetched {} KiB of the {} KiB missing",
