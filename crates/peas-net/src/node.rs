@@ -341,6 +341,16 @@ impl Node {
         })
     }
 
+    /// The driver of the swarm of `hash`, if this node has joined it.
+    async fn driver(&self, hash: ContentHash) -> Option<DriverHandle> {
+        self.inner
+            .handles
+            .lock()
+            .await
+            .get(&to_blobs_hash(hash))
+            .map(|(h, _)| h.clone())
+    }
+
     /// Adds peer hints (e.g. loaded from the home's persisted peer table) to the swarm of
     /// `hash`, if this node has joined it; they are dialed like peers learned by exchange.
     pub async fn add_peers(&self, hash: ContentHash, peers: Vec<(NodeId, Vec<SocketAddr>)>) {
@@ -348,13 +358,7 @@ impl Node {
             .into_iter()
             .filter_map(|(id, a)| to_endpoint_id(id).map(|id| (id, a)))
             .collect();
-        let handle = self
-            .inner
-            .handles
-            .lock()
-            .await
-            .get(&to_blobs_hash(hash))
-            .map(|(h, _)| h.clone());
+        let handle = self.driver(hash).await;
         if let Some(h) = handle {
             h.tx.send(DriverMsg::AddPeers(peers)).await.ok();
         }
@@ -364,13 +368,7 @@ impl Node {
     /// first; empty if this node has not joined it. Persist them to find the swarm again after
     /// a restart.
     pub async fn known_peers(&self, hash: ContentHash) -> Vec<(NodeId, Vec<SocketAddr>, Duration)> {
-        let handle = self
-            .inner
-            .handles
-            .lock()
-            .await
-            .get(&to_blobs_hash(hash))
-            .map(|(h, _)| h.clone());
+        let handle = self.driver(hash).await;
         let Some(h) = handle else {
             return Vec::new();
         };
