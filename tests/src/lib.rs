@@ -94,6 +94,30 @@ pub async fn install_within(
         .expect("install completes")
 }
 
+/// Signs a manifest for `data` naming `origin` as its only owner (with `creator`'s key), has
+/// `origin` seed it, and returns the manifest. `origin`'s store must already hold `data`.
+pub async fn seed_as_sole_owner(
+    origin: &peas_net::Node,
+    data: &[u8],
+    partition_size: u64,
+    creator: &[u8; 32],
+) -> peas_proto::Manifest {
+    let manifest = manifest_for(
+        data,
+        partition_size,
+        &[(origin.id(), origin.addrs()[0])],
+        creator,
+    );
+    origin.seed(&manifest).await.expect("seed");
+    manifest
+}
+
+/// A UDP address on 127.0.0.1 that nobody listens on (bound, then released).
+pub fn unused_udp_addr() -> SocketAddr {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("reserve a port");
+    sock.local_addr().expect("addr")
+}
+
 /// Errors of the fixtures.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {

@@ -7,7 +7,8 @@ use iroh::{SecretKey, protocol::Router};
 use iroh_blobs::{BlobsProtocol, store::mem::MemStore};
 use peas_net::{InstallOptions, Node};
 use peas_tests::{
-    install_within, local_endpoint, loopback_addr, manifest_for, random_bytes, secret, test_config,
+    install_within, local_endpoint, loopback_addr, manifest_for, random_bytes, secret,
+    seed_as_sole_owner, test_config, unused_udp_addr,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,13 +59,7 @@ async fn plain_iroh_blobs_provider_is_a_source() {
     let node = Node::spawn(secret(2), (*store).clone(), None, test_config())
         .await
         .expect("node");
-    let report = node
-        .install(&manifest, InstallOptions::default())
-        .await
-        .expect("install")
-        .wait()
-        .await
-        .expect("complete");
+    let report = install_within(&node, &manifest, Duration::from_secs(60)).await;
     assert!(report.already_complete);
     assert!(report.from_peers.is_empty());
     node.shutdown().await.expect("shutdown");
@@ -75,9 +70,7 @@ async fn plain_iroh_blobs_provider_is_a_source() {
 async fn silent_owner_fails_within_the_bound() {
     let data = random_bytes(256 * 1024, 3);
     // an owner address nobody listens on
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("reserve a port");
-    let dead = sock.local_addr().expect("addr");
-    drop(sock);
+    let dead = unused_udp_addr();
     let owner = peas_net::convert::to_node_id(SecretKey::from_bytes(&secret(5)).public());
     let manifest = manifest_for(&data, 64 * 1024, &[(owner, dead)], &secret(5));
     let store = MemStore::new();
@@ -108,9 +101,7 @@ async fn peer_hints_find_the_swarm_when_owners_are_gone() {
     let seeder = Node::spawn(secret(7), (*seed_store).clone(), None, test_config())
         .await
         .expect("seeder");
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("reserve a port");
-    let dead = sock.local_addr().expect("addr");
-    drop(sock);
+    let dead = unused_udp_addr();
     let gone = peas_net::convert::to_node_id(SecretKey::from_bytes(&secret(8)).public());
     let manifest = manifest_for(&data, 256 * 1024, &[(gone, dead)], &secret(8));
     seeder.seed(&manifest).await.expect("seed");
@@ -155,13 +146,7 @@ async fn a_full_node_points_newcomers_to_other_peers() {
     )
     .await
     .expect("origin");
-    let manifest = manifest_for(
-        &data,
-        256 * 1024,
-        &[(origin.id(), origin.addrs()[0])],
-        &secret(60),
-    );
-    origin.seed(&manifest).await.expect("seed");
+    let manifest = seed_as_sole_owner(&origin, &data, 256 * 1024, &secret(60)).await;
 
     let a_store = MemStore::new();
     let a = Node::spawn(secret(61), (*a_store).clone(), None, test_config())

@@ -7,8 +7,10 @@ use iroh_blobs::{
     protocol::{ChunkRanges, ChunkRangesExt, GetRequest},
     store::mem::MemStore,
 };
-use peas_net::{InstallOptions, Node, NodeConfig};
-use peas_tests::{install_within, local_endpoint, manifest_for, random_bytes, secret, test_config};
+use peas_net::{Node, NodeConfig};
+use peas_tests::{
+    install_within, local_endpoint, random_bytes, secret, seed_as_sole_owner, test_config,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leech_serves_nothing_and_download_cap_paces() {
@@ -18,13 +20,7 @@ async fn leech_serves_nothing_and_download_cap_paces() {
     let origin = Node::spawn(secret(50), (*origin_store).clone(), None, test_config())
         .await
         .expect("origin");
-    let manifest = manifest_for(
-        &data,
-        1024 * 1024,
-        &[(origin.id(), origin.addrs()[0])],
-        &secret(50),
-    );
-    origin.seed(&manifest).await.expect("seed");
+    let manifest = seed_as_sole_owner(&origin, &data, 1024 * 1024, &secret(50)).await;
 
     // a leech with a 4 MiB/s download cap
     let rate = 4 * 1024 * 1024;
@@ -82,13 +78,7 @@ async fn leech_serves_nothing_and_download_cap_paces() {
     let node = Node::spawn(secret(53), (*store).clone(), None, test_config())
         .await
         .expect("node");
-    let report = node
-        .install(&manifest, InstallOptions::default())
-        .await
-        .expect("install")
-        .wait()
-        .await
-        .expect("completes");
+    let report = install_within(&node, &manifest, Duration::from_secs(60)).await;
     assert!(
         report
             .from_peers

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use iroh_blobs::store::fs::FsStore;
 use peas_net::{InstallOptions, Node, NodeConfig};
-use peas_tests::{install_within, manifest_for, random_bytes, secret, test_config};
+use peas_tests::{install_within, random_bytes, secret, seed_as_sole_owner, test_config};
 
 const SIZE: usize = 32 * 1024 * 1024;
 
@@ -24,13 +24,7 @@ async fn restart_resumes_without_refetching_verified_data() {
     let origin = Node::spawn(secret(30), (*origin_store).clone(), None, origin_cfg)
         .await
         .expect("origin");
-    let manifest = manifest_for(
-        &data,
-        1024 * 1024,
-        &[(origin.id(), origin.addrs()[0])],
-        &secret(30),
-    );
-    origin.seed(&manifest).await.expect("seed");
+    let manifest = seed_as_sole_owner(&origin, &data, 1024 * 1024, &secret(30)).await;
 
     // first run: stop once about 40% is verified
     let store_dir = root.join("downloader");
