@@ -11,7 +11,9 @@
 //! - `Ban` → the peer is dropped and never dialed or accepted again;
 //! - `Announce` → batched into one `Have` per connected peer;
 //! - `AcceptUpload` / `RefuseUpload` → the intercepted iroh-blobs get request is answered;
-//! - `Disconnect` → the session ends.
+//! - `Disconnect` → the session ends;
+//! - `Offer` → an `Offer` message to that peer (a free upload slot), fed to the receiver's
+//!   planner as `handle_peer_offer`.
 //!
 //! Peers come from the manifest's owners, the persisted peer table and peer exchange. A peer
 //! that does not speak the swarm protocol (a plain iroh-blobs provider) is still used: its
@@ -936,6 +938,11 @@ impl Driver {
                 }
                 self.table.observe(peer, &[], now, false);
             }
+            SwarmMessage::Offer => {
+                if uploads {
+                    self.planner.handle_peer_offer(now, pid);
+                }
+            }
             SwarmMessage::Peers { peers } => self.learn_peers(now, peers),
             SwarmMessage::Leave => self.end_session(peer, REDIAL_AFTER_LEAVE, false),
             SwarmMessage::Hello { .. } => {
@@ -1054,6 +1061,14 @@ impl Driver {
                 Action::Disconnect { peer } => {
                     if let Some(id) = self.rev.get(&peer).copied() {
                         self.end_session(id, REDIAL_AFTER_LEAVE, true);
+                    }
+                }
+                Action::Offer { peer } => {
+                    if let Some(id) = self.rev.get(&peer).copied()
+                        && let Some(s) = self.sessions.get(&id)
+                        && let SessionKind::Swarm { out } = &s.kind
+                    {
+                        out.try_send(SwarmMessage::Offer).ok();
                     }
                 }
                 Action::Announce { partition } => self.pending_have.push(partition),

@@ -38,7 +38,7 @@ pub struct PeerRecord {
 }
 
 /// One message of the swarm protocol. Postcard encodes the variant as its index (a varint):
-/// `Hello` = 0, `Have` = 1, `Peers` = 2, `Leave` = 3.
+/// `Hello` = 0, `Have` = 1, `Peers` = 2, `Leave` = 3, `Offer` = 4.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SwarmMessage {
     /// The first message on a stream: which content the sender wants to swap, which partitions
@@ -65,6 +65,9 @@ pub enum SwarmMessage {
     },
     /// The sender leaves the swarm; the stream will close.
     Leave,
+    /// The sender has a free upload slot and something the receiver lacks: the receiver may
+    /// request from it now (a hint; ignoring it is fine).
+    Offer,
 }
 
 /// Why a frame could not be decoded or encoded. Each message is one line.
@@ -125,7 +128,7 @@ impl SwarmMessage {
                 }
                 Ok(())
             }
-            SwarmMessage::Leave => Ok(()),
+            SwarmMessage::Leave | SwarmMessage::Offer => Ok(()),
         }
     }
 }
@@ -247,6 +250,7 @@ mod tests {
             )
             .prop_map(|peers| SwarmMessage::Peers { peers }),
             Just(SwarmMessage::Leave),
+            Just(SwarmMessage::Offer),
         ]
     }
 
@@ -254,6 +258,7 @@ mod tests {
     fn alpn_and_leave_layout() {
         assert_eq!(SWARM_ALPN, b"/peas/swarm/1");
         assert_eq!(encode_frame(&SwarmMessage::Leave), vec![2, 0, 0, 0, 1, 3]);
+        assert_eq!(encode_frame(&SwarmMessage::Offer), vec![2, 0, 0, 0, 1, 4]);
         assert_eq!(
             encode_frame(&SwarmMessage::Have {
                 partitions: vec![1, 300]

@@ -101,6 +101,13 @@ pub enum Action {
         /// The peer to drop.
         peer: PeerId,
     },
+    /// We have a free upload slot and something `peer` lacks: tell it, so it may send us a
+    /// request now (a hint; it may ignore it). Answered by [`Planner::handle_peer_offer`] on
+    /// the peer's side.
+    Offer {
+        /// The peer invited to request.
+        peer: PeerId,
+    },
     /// We now have (verified) this partition: tell connected peers.
     Announce {
         /// Partition index.
@@ -163,6 +170,11 @@ pub struct Config {
     /// Queued uploads go to the peer with the fewest partitions first (before rarity); when
     /// false, the rarest partition goes first and the neediest peer breaks ties.
     pub neediest_first: bool,
+    /// Offer free upload slots to peers that lack something we have ([`Action::Offer`]) when no
+    /// request is queued.
+    pub offers: bool,
+    /// An offer not answered by a request within this long frees its slot for another peer.
+    pub offer_timeout: Duration,
     /// Endgame (duplicate in-flight requests) is allowed once at most this many blocks are
     /// missing and none is unrequested.
     pub endgame_blocks: usize,
@@ -191,6 +203,8 @@ impl Default for Config {
             super_seeding: true,
             superseed_patience: 4,
             endgame_blocks: 16,
+            offers: true,
+            offer_timeout: Duration::from_millis(10),
             neediest_first: false,
             one_waiting_per_peer: false,
         }

@@ -165,6 +165,11 @@ pub struct Planner {
     accepted_per_peer: BTreeMap<PeerId, u64>,
     /// Super-seeding refusals per (peer, partition); forgotten on disconnect.
     superseed_refusals: BTreeMap<(PeerId, u32), u32>,
+    /// Outstanding upload-slot offers: peer → when the offer lapses.
+    offers: BTreeMap<PeerId, Duration>,
+    /// Peers whose last offer lapsed unanswered: not offered again until then (or until we
+    /// gain a partition).
+    offer_lapsed: BTreeMap<PeerId, Duration>,
 }
 
 /// Order of queued uploads: (not a continuation, then copies / peer's active uploads or, with
@@ -288,6 +293,8 @@ impl Planner {
             accepted_per_peer: BTreeMap::new(),
             peer_deadline: None,
             superseed_refusals: BTreeMap::new(),
+            offers: BTreeMap::new(),
+            offer_lapsed: BTreeMap::new(),
         };
         planner.check_complete();
         planner
@@ -489,6 +496,7 @@ impl Planner {
             self.completed_parts += 1;
             if announce {
                 self.actions.push_back(Action::Announce { partition: p });
+                self.make_offers();
             }
             self.check_complete();
         }
@@ -678,6 +686,8 @@ impl Planner {
             self.remove_have(pe.have);
         }
         self.accepted_per_peer.remove(&peer);
+        self.offers.remove(&peer);
+        self.offer_lapsed.remove(&peer);
         self.superseed_refusals.retain(|(q, _), _| *q != peer);
         // A partition handed to a peer that left has no copy through it any more.
         let tag = peer.0.wrapping_add(1);
@@ -1160,6 +1170,7 @@ impl Planner {
             self.rebalance(now);
         }
         self.schedule(now);
+        self.make_offers();
     }
 
     /// When [`Planner::handle_timeout`] should be called next (`None`: no timer needed).
@@ -1178,6 +1189,12 @@ impl Planner {
             && let Some(d) = self.peer_deadline
         {
             consider(d);
+        }
+        if let Some(d) = self.offers.values().min() {
+            consider(*d);
+        }
+        if let Some(d) = self.offer_lapsed.values().min() {
+            consider(*d);
         }
         t
     }
@@ -1265,6 +1282,7 @@ impl Planner {
         self.advance(now);
         let id = UploadId(self.next_upload);
         self.next_upload += 1;
+        self.offers.remove(&peer);
         if self.banned.contains(&peer) || !self.serves(&range) {
             self.actions.push_back(Action::RefuseUpload { id });
             return id;
@@ -1413,7 +1431,135 @@ impl Planner {
             *self.accepted_per_peer.entry(peer).or_default() += 1;
             self.actions.push_back(Action::AcceptUpload { id });
         }
+        self.make_offers();
     }
+
+    /// Whether `peer` lacks some partition we have.
+    fn lacks_ours(&self, pe: &Peer) -> bool {
+        match &pe.have {
+            None => false,
+            Some(theirs) => {
+                if self.is_complete() {
+                    theirs.count() < self.n_parts
+                } else {
+                    let mine = self.have.words();
+                    theirs.words().iter().zip(mine).any(|(t, m)| m & !t != 0)
+                }
+            }
+        }
+    }
+
+    /// Forgets lapsed offers (their peers are not offered again for a while) and ended quiet
+    /// periods.
+    fn expire_offers(&mut self) {
+        let now = self.now;
+        let quiet = now + self.config.offer_timeout * 10;
+        let lapsed = &mut self.offer_lapsed;
+        self.offers.retain(|peer, t| {
+            if *t > now {
+                return true;
+            }
+            lapsed.insert(*peer, quiet);
+            false
+        });
+        self.offer_lapsed.retain(|_, t| *t > now);
+    }
+
+    /// Offers free upload slots (none queued) to peers that lack something we have: those we
+    /// serve least first, then the neediest, random among equals.
+    fn make_offers(&mut self) {
+        self.expire_offers();
+        if !self.config.offers || !self.upload_queue.is_empty() || self.have.count() == 0 {
+            return;
+        }
+        let now = self.now;
+        let free = self
+            .upload_slots()
+            .saturating_sub(self.active_uploads + self.offers.len());
+        if free == 0 {
+            return;
+        }
+        let mut serving: BTreeMap<PeerId, u32> = BTreeMap::new();
+        for u in self.uploads.values() {
+            *serving.entry(u.peer).or_default() += 1;
+        }
+        let mut cands: Vec<(u32, u32, u64, PeerId)> = Vec::new();
+        for (id, pe) in &self.peers {
+            if self.offers.contains_key(id)
+                || self.offer_lapsed.contains_key(id)
+                || !self.lacks_ours(pe)
+            {
+                continue;
+            }
+            let progress = pe.have.as_ref().map_or(self.n_parts, |h| h.count());
+            let load = serving.get(id).copied().unwrap_or(0);
+            cands.push((load, progress, 0, *id));
+        }
+        for c in cands.iter_mut() {
+            c.2 = self.rng.random::<u64>();
+        }
+        cands.sort_unstable();
+        let until = now + self.config.offer_timeout;
+        for &(_, _, _, peer) in cands.iter().take(free) {
+            self.offers.insert(peer, until);
+            self.actions.push_back(Action::Offer { peer });
+        }
+    }
+
+    /// `peer` offered us an upload slot ([`Action::Offer`] on its side). If it has something
+    /// we need, a request goes to it now; when our request budget is full, a request that has
+    /// delivered nothing yet (queued at a busy peer) is moved to it.
+    pub fn handle_peer_offer(&mut self, now: Duration, peer: PeerId) {
+        self.advance(now);
+        if self.is_complete() {
+            return;
+        }
+        let Some(pe) = self.peers.get(&peer) else {
+            return;
+        };
+        if !self.usable(pe, now) || pe.inflight >= self.config.max_inflight_per_peer {
+            return;
+        }
+        let full = self.requests.len() >= self.config.max_inflight_total;
+        let victim = if full {
+            let v = self
+                .requests
+                .iter()
+                .filter(|(_, r)| {
+                    r.received == 0
+                        && now.saturating_sub(r.issued) >= self.config.offer_timeout * 2
+                        && r.peer != peer
+                        && self.blocks[r.block as usize].reqs.len() == 1
+                })
+                .min_by_key(|(id, r)| (r.issued, **id))
+                .map(|(id, r)| (*id, r.block));
+            match v {
+                Some(v) => Some(v),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let pick = self
+            .pick_partition(peer)
+            .and_then(|p| self.first_unassigned_block(p));
+        let block = match (pick, victim) {
+            (Some(b), _) => b,
+            (None, Some((_, vb))) if pe_has(self.peers.get(&peer), vb / self.blocks_per_part) => vb,
+            _ => return,
+        };
+        if let Some((vid, _)) = victim {
+            self.release_request(vid);
+            self.actions.push_back(Action::Cancel { id: vid });
+        }
+        if !self.block_is_done(block) && self.blocks[block as usize].reqs.is_empty() {
+            self.issue(now, peer, block);
+        }
+    }
+}
+
+fn pe_has(pe: Option<&Peer>, p: u32) -> bool {
+    pe.is_some_and(|pe| pe.has(p) && !pe.refused.contains(p))
 }
 
 #[cfg(test)]
@@ -1447,6 +1593,94 @@ mod tests {
 
     fn ms(x: u64) -> Duration {
         Duration::from_millis(x)
+    }
+
+    #[test]
+    fn free_slots_are_offered_to_peers_that_lack_our_data() {
+        let mut p = Planner::new(cfg(), 2 * PS, PS, 3);
+        p.handle_local_have(0..PS);
+        drain(&mut p);
+        // Peer 1 lacks partition 0, peer 2 has it, peer 3 is a seed: only peer 1 is offered.
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![]));
+        p.handle_peer_connected(ms(0), PeerId(2), PeerHave::Partitions(vec![0]));
+        p.handle_peer_connected(ms(0), PeerId(3), PeerHave::All);
+        drain(&mut p);
+        p.handle_timeout(ms(1));
+        let offers: Vec<Action> = drain(&mut p)
+            .into_iter()
+            .filter(|a| matches!(a, Action::Offer { .. }))
+            .collect();
+        assert_eq!(offers, vec![Action::Offer { peer: PeerId(1) }]);
+        // Unanswered, the offer lapses; the peer is not offered again for a while.
+        p.handle_timeout(ms(12));
+        assert!(!drain(&mut p).contains(&Action::Offer { peer: PeerId(1) }));
+        p.handle_timeout(ms(200));
+        assert!(drain(&mut p).contains(&Action::Offer { peer: PeerId(1) }));
+    }
+
+    #[test]
+    fn no_offers_while_requests_wait_or_when_disabled() {
+        let c = Config {
+            upload_slots: 1,
+            seed_upload_slots: 1,
+            ..cfg()
+        };
+        let mut p = Planner::new(c.clone(), 2 * PS, PS, 3);
+        p.handle_local_have(0..2 * PS);
+        drain(&mut p);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![]));
+        p.handle_peer_connected(ms(0), PeerId(2), PeerHave::Partitions(vec![]));
+        drain(&mut p);
+        // Both slots' worth of requests: one served, one queued: no slot to offer.
+        p.handle_upload_request(ms(1), PeerId(1), 0..PS);
+        p.handle_upload_request(ms(1), PeerId(2), PS..2 * PS);
+        p.handle_timeout(ms(2));
+        assert!(
+            !drain(&mut p)
+                .iter()
+                .any(|a| matches!(a, Action::Offer { .. }))
+        );
+        let off = Config { offers: false, ..c };
+        let mut q = Planner::new(off, 2 * PS, PS, 3);
+        q.handle_local_have(0..2 * PS);
+        q.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![]));
+        q.handle_timeout(ms(1));
+        assert!(
+            !drain(&mut q)
+                .iter()
+                .any(|a| matches!(a, Action::Offer { .. }))
+        );
+    }
+
+    #[test]
+    fn an_offer_takes_a_request_or_moves_a_queued_one() {
+        let c = Config {
+            max_inflight_total: 1,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 4 * PS, PS, 5);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![0]));
+        let first = requests(&drain(&mut p));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].1, PeerId(1));
+        // Budget full, the request to peer 1 still silent but young: an offer does nothing.
+        p.handle_peer_connected(ms(1), PeerId(2), PeerHave::Partitions(vec![1, 2]));
+        drain(&mut p);
+        p.handle_peer_offer(ms(5), PeerId(2));
+        assert!(requests(&drain(&mut p)).is_empty());
+        // Once it has waited a while, the offer moves it: cancel at peer 1, ask peer 2.
+        p.handle_peer_offer(ms(50), PeerId(2));
+        let acts = drain(&mut p);
+        assert!(acts.contains(&Action::Cancel { id: first[0].0 }));
+        let moved = requests(&acts);
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].1, PeerId(2));
+        assert!(moved[0].2.start >= PS && moved[0].2.end <= 3 * PS);
+        // An offer from a peer with nothing we need is ignored.
+        p.handle_peer_connected(ms(51), PeerId(3), PeerHave::Partitions(vec![]));
+        drain(&mut p);
+        p.handle_peer_offer(ms(100), PeerId(3));
+        assert!(requests(&drain(&mut p)).is_empty());
     }
 
     #[test]
@@ -1506,7 +1740,11 @@ mod tests {
 
     #[test]
     fn super_seeding_refuses_partitions_someone_else_has() {
-        let mut p = Planner::new(cfg(), 3 * PS, PS, 1);
+        let c = Config {
+            offers: false,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 3 * PS, PS, 1);
         p.handle_local_have(0..3 * PS);
         drain(&mut p);
         p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![0]));

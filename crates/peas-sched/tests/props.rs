@@ -123,6 +123,13 @@ impl Shell {
                 Action::Announce { partition } => {
                     assert!(self.planner.has_partition(partition));
                 }
+                Action::Offer { peer } => {
+                    assert!(
+                        self.connected.contains_key(&peer),
+                        "offer to an unknown peer"
+                    );
+                    assert!(!self.banned.contains(&peer), "offer to a banned peer");
+                }
                 Action::Complete => {
                     self.completes += 1;
                     assert!(self.planner.is_complete());

@@ -199,6 +199,7 @@ enum Ev {
     DataDone { dst: u32, req: u64, bad: bool },
     CancelArrive { src: u32, upload: u64 },
     Have { from: u32, part: u32 },
+    Offer { from: u32, to: u32 },
     Timer { node: u32, ver: u32 },
 }
 
@@ -388,6 +389,15 @@ impl Sim {
         sim.open_slots.push(ORIGIN);
         let mut joins: Vec<u32> = (1..total as u32).collect();
         shuffle(&mut joins, &mut sim.rng);
+        // Nodes present from the start can all be dialed from the start: the first to dial
+        // must not fill every early node's slots (that would make a band-shaped graph with a
+        // diameter of N / initial_peers hops instead of a random one).
+        for &i in &joins {
+            if sim.nodes[i as usize].join_at == 0 {
+                sim.nodes[i as usize].joined = true;
+                sim.open_slots.push(i);
+            }
+        }
         for i in joins {
             let t = sim.nodes[i as usize].join_at;
             sim.push(t, Ev::Join { node: i });
@@ -504,6 +514,22 @@ impl Sim {
             .map(|n| n.planner.verified_bytes())
             .sum();
         let n = self.cfg.nodes.max(1) as f64;
+        let holders = self.nodes[1..]
+            .iter()
+            .filter(|x| x.planner.have_partitions().count() > 0)
+            .count();
+        let to_empty: f64 = self
+            .flows
+            .iter()
+            .filter(|f| {
+                f.alive && self.nodes[f.dst as usize].planner.have_partitions().count() == 0
+            })
+            .map(|f| f.rate)
+            .sum();
+        eprintln!(
+            "  holders {holders}; rate into nodes holding nothing {:.1} MiB/s",
+            to_empty / MIB
+        );
         let (global, up_sat, down_sat, both) = self.global_max_min();
         eprintln!(
             "  global max-min total={:8.1}MiB/s; nodes with upload >=95%: {}, download >=95%: {}, flows with neither end saturated: {}",
@@ -591,7 +617,7 @@ impl Sim {
             })
             .count();
         // Unsaturated downloaders: requests in flight, of which flowing.
-        let (mut dn, mut dreq, mut dflow) = (0usize, 0usize, 0usize);
+        let (mut dn, mut dreq, mut dflow, mut dsrc) = (0usize, 0usize, 0usize, 0usize);
         let (mut un, mut uflows, mut uq, mut uneed) = (0usize, 0usize, 0usize, 0usize);
         for i in 1..nn {
             let x = &self.nodes[i];
@@ -602,6 +628,15 @@ impl Sim {
                 dn += 1;
                 dreq += x.reqs.len();
                 dflow += x.reqs.values().filter(|r| r.flow.is_some()).count();
+                let mine = x.planner.have_partitions();
+                dsrc += x
+                    .peers
+                    .iter()
+                    .filter(|&&q| {
+                        let o = self.nodes[q as usize].planner.have_partitions();
+                        o.iter().any(|p| !mine.contains(p))
+                    })
+                    .count();
             }
             if upr[i] < 0.95 * x.up {
                 un += 1;
@@ -623,9 +658,10 @@ impl Sim {
         let dnf = dn.max(1) as f64;
         let unf = un.max(1) as f64;
         eprintln!(
-            "  unsat downloaders {dn}: reqs {:.1} flowing {:.1}; unsat uploaders {un}: flows {:.1} queued {:.1} peers needing its data {:.1}",
+            "  unsat downloaders {dn}: reqs {:.1} flowing {:.1} peers with data it lacks {:.1}; unsat uploaders {un}: flows {:.1} queued {:.1} peers needing its data {:.1}",
             dreq as f64 / dnf,
             dflow as f64 / dnf,
+            dsrc as f64 / dnf,
             uflows as f64 / unf,
             uq as f64 / unf,
             uneed as f64 / unf
@@ -693,10 +729,25 @@ impl Sim {
                     if n.left {
                         continue;
                     }
+                    if self.cfg.log_node == Some(node) {
+                        eprintln!(
+                            "{:.4} n{node} <- Have {part} from {from}",
+                            self.now as f64 / 1e9
+                        );
+                    }
                     n.planner
                         .handle_peer_has(now, PeerId(u64::from(from)), part);
                     self.drain(node);
                 }
+            }
+            Ev::Offer { from, to } => {
+                let n = &mut self.nodes[to as usize];
+                if n.left || !n.peers.contains(&from) {
+                    return;
+                }
+                n.planner
+                    .handle_peer_offer(dur(self.now), PeerId(u64::from(from)));
+                self.drain(to);
             }
             Ev::Timer { node, ver } => {
                 let n = &self.nodes[node as usize];
@@ -723,9 +774,11 @@ impl Sim {
     }
 
     fn join(&mut self, node: u32) {
-        self.nodes[node as usize].joined = true;
+        if !self.nodes[node as usize].joined {
+            self.nodes[node as usize].joined = true;
+            self.open_slots.push(node);
+        }
         self.connect_random(node, self.cfg.initial_peers);
-        self.open_slots.push(node);
         self.drain(node);
     }
 
@@ -1000,6 +1053,15 @@ impl Sim {
                 let peer = peer.0 as u32;
                 self.shunned.insert((node.min(peer), node.max(peer)));
                 self.disconnect(node, peer);
+            }
+            Action::Offer { peer } => {
+                self.push(
+                    now + lat,
+                    Ev::Offer {
+                        from: node,
+                        to: peer.0 as u32,
+                    },
+                );
             }
             Action::Announce { partition } => {
                 // Only honest copies count for the origin's departure.
@@ -1354,4 +1416,39 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
         _ => return Err(SizeError(s.to_string())),
     };
     n.checked_mul(mult).ok_or_else(|| SizeError(s.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nodes present from the start form a random graph: every node is a few hops from the
+    /// origin (joining one by one into the slots of earlier joiners made a band-shaped graph
+    /// with a diameter of about N / initial_peers hops).
+    #[test]
+    fn start_topology_has_a_small_diameter() {
+        let mut sim = Sim::new(SimConfig {
+            nodes: 400,
+            size: 1 << 20,
+            partition_size: 1 << 20,
+            ..SimConfig::default()
+        });
+        while let Some(Reverse((0, _, Ev::Join { node }))) = sim.heap.peek().copied() {
+            sim.heap.pop();
+            sim.join(node);
+        }
+        let mut dist = vec![u32::MAX; sim.nodes.len()];
+        dist[ORIGIN as usize] = 0;
+        let mut queue = std::collections::VecDeque::from([ORIGIN]);
+        while let Some(x) = queue.pop_front() {
+            for &y in &sim.nodes[x as usize].peers {
+                if dist[y as usize] == u32::MAX {
+                    dist[y as usize] = dist[x as usize] + 1;
+                    queue.push_back(y);
+                }
+            }
+        }
+        let far = dist.iter().copied().max().unwrap_or(u32::MAX);
+        assert!(far <= 4, "a node is {far} hops from the origin");
+    }
 }

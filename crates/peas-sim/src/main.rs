@@ -85,6 +85,9 @@ struct Args {
     /// At most one not-yet-flowing request per peer.
     #[arg(long)]
     one_waiting_per_peer: bool,
+    /// Do not offer free upload slots to peers.
+    #[arg(long)]
+    no_offers: bool,
     /// Disable super-seeding.
     #[arg(long)]
     no_super_seeding: bool,
@@ -181,6 +184,9 @@ fn main() -> ExitCode {
     }
     if args.one_waiting_per_peer {
         cfg.planner.one_waiting_per_peer = true;
+    }
+    if args.no_offers {
+        cfg.planner.offers = false;
     }
     if args.no_super_seeding {
         cfg.planner.super_seeding = false;
