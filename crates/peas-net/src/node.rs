@@ -298,7 +298,8 @@ impl Node {
         };
         let spec = SwarmSpec {
             content: manifest.hash(),
-            geometry: manifest.geometry(),
+            // The swarm announces, requests and serves pieces (at most 1 MiB), not partitions.
+            geometry: manifest.geometry().pieces(),
             owners,
         };
         let (handle, task) = Driver::spawn(env, spec).await?;

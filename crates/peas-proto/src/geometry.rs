@@ -5,6 +5,9 @@ use std::ops::Range;
 /// iroh-blobs' chunk group size (16 KiB): the unit it verifies and stores. Partition sizes are
 /// multiples of it, so a partition is always a whole number of verified chunk groups.
 pub const CHUNK_GROUP_SIZE: u64 = 16 * 1024;
+/// The largest piece (1 MiB): peers announce what they have in pieces of at most this size,
+/// so a partition can be passed on while it is still arriving (see [`Geometry::pieces`]).
+pub const MAX_PIECE_SIZE: u64 = 1 << 20;
 /// The smallest allowed partition size (one chunk group).
 pub const MIN_PARTITION_SIZE: u64 = CHUNK_GROUP_SIZE;
 /// The largest allowed partition size (1 GiB).
@@ -159,6 +162,25 @@ impl Geometry {
         let r = self.partition_range(i);
         r.end - r.start
     }
+
+    /// The swarm's piece geometry: the same blob cut into pieces of the partition size or
+    /// [`MAX_PIECE_SIZE`], whichever is smaller (larger only when the blob would otherwise
+    /// have more than [`MAX_PARTITIONS`] pieces). A piece never straddles two partitions.
+    /// Peers announce, request and serve pieces: a node serves the first piece of a partition
+    /// while the rest is still arriving, which shortens every hop of a partition through the
+    /// swarm (see `docs/scheduling.md`).
+    pub fn pieces(&self) -> Geometry {
+        let mut piece = self.partition_size.min(MAX_PIECE_SIZE);
+        while self.size.div_ceil(piece) > u64::from(MAX_PARTITIONS) {
+            piece *= 2;
+        }
+        let piece = piece.min(self.partition_size);
+        Geometry {
+            size: self.size,
+            partition_size: piece,
+            partitions: self.size.div_ceil(piece) as u32,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +190,33 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn pieces_are_at_most_a_mebibyte_and_never_straddle_partitions() {
+        let g = Geometry::new(GIB, 4 * MIB).unwrap();
+        let p = g.pieces();
+        assert_eq!(
+            (p.size(), p.partition_size(), p.partitions()),
+            (GIB, MIB, 1024)
+        );
+        let small = Geometry::new(10 * MIB, 256 * 1024).unwrap();
+        assert_eq!(small.pieces(), small);
+        // 64 GiB in 1 MiB pieces would be 65 536 pieces: still allowed; 128 GiB doubles them.
+        let big = Geometry::new(128 * GIB, 64 * MIB).unwrap();
+        assert_eq!(big.pieces().partition_size(), 2 * MIB);
+        assert!(big.pieces().partitions() <= MAX_PARTITIONS);
+    }
+
+    proptest! {
+        #[test]
+        fn piece_geometry_is_valid(size in 0u64..(1 << 44), shift in 14u32..=30) {
+            if let Ok(g) = Geometry::new(size, 1u64 << shift) {
+                let p = g.pieces();
+                prop_assert_eq!(Geometry::new(size, p.partition_size()), Ok(p));
+                prop_assert!(g.partition_size() % p.partition_size() == 0);
+            }
+        }
+    }
 
     #[test]
     fn default_rule_examples() {

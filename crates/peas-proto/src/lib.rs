@@ -41,7 +41,7 @@ mod wire;
 pub use geometry::{
     CHUNK_GROUP_SIZE, DEFAULT_MAX_PARTITION_SIZE, DEFAULT_MIN_PARTITION_SIZE,
     DEFAULT_TARGET_PARTITIONS, Geometry, GeometryError, MAX_PARTITION_SIZE, MAX_PARTITIONS,
-    MIN_PARTITION_SIZE, default_partition_size,
+    MAX_PIECE_SIZE, MIN_PARTITION_SIZE, default_partition_size,
 };
 pub use ids::{ContentHash, IdParseError, NodeId};
 pub use manifest::{

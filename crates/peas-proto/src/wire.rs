@@ -13,8 +13,9 @@ use crate::partition_set::PartitionSet;
 
 /// The ALPN of the peas swarm protocol.
 pub const SWARM_ALPN: &[u8] = b"/peas/swarm/1";
-/// The version byte at the start of every frame body.
-pub const SWARM_VERSION: u8 = 1;
+/// The version byte at the start of every frame body. Version 2: have-sets and `Have` count
+/// pieces ([`crate::Geometry::pieces`]), not partitions; `Offer` exists.
+pub const SWARM_VERSION: u8 = 2;
 /// The largest allowed frame (version byte + body), in bytes (64 KiB).
 pub const MAX_FRAME_LEN: usize = 64 * 1024;
 /// The most peer records in one [`SwarmMessage::Peers`].
@@ -41,21 +42,22 @@ pub struct PeerRecord {
 /// `Hello` = 0, `Have` = 1, `Peers` = 2, `Leave` = 3, `Offer` = 4.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SwarmMessage {
-    /// The first message on a stream: which content the sender wants to swap, which partitions
+    /// The first message on a stream: which content the sender wants to swap, which pieces
     /// it has verified, where it listens, and whether it serves uploads (`false` = leech mode).
     Hello {
         /// The content the stream is about.
         hash: ContentHash,
-        /// The sender's verified partitions (its `len()` should equal the manifest's count).
+        /// The sender's verified pieces (its `len()` should equal the piece count of the
+        /// manifest's geometry, [`crate::Geometry::pieces`]).
         have: PartitionSet,
         /// Addresses the sender accepts connections on (at most [`MAX_LISTEN_ADDRS`]).
         listen: Vec<SocketAddr>,
         /// Whether the sender serves data to others.
         uploads: bool,
     },
-    /// The sender verified more partitions (at most [`MAX_HAVE_PARTITIONS`] per message).
+    /// The sender verified more pieces (at most [`MAX_HAVE_PARTITIONS`] per message).
     Have {
-        /// Newly verified partition indices.
+        /// Newly verified piece indices.
         partitions: Vec<u32>,
     },
     /// Peer exchange: other peers of the same swarm (at most [`MAX_PEERS_PER_MESSAGE`]).
@@ -257,13 +259,13 @@ mod tests {
     #[test]
     fn alpn_and_leave_layout() {
         assert_eq!(SWARM_ALPN, b"/peas/swarm/1");
-        assert_eq!(encode_frame(&SwarmMessage::Leave), vec![2, 0, 0, 0, 1, 3]);
-        assert_eq!(encode_frame(&SwarmMessage::Offer), vec![2, 0, 0, 0, 1, 4]);
+        assert_eq!(encode_frame(&SwarmMessage::Leave), vec![2, 0, 0, 0, 2, 3]);
+        assert_eq!(encode_frame(&SwarmMessage::Offer), vec![2, 0, 0, 0, 2, 4]);
         assert_eq!(
             encode_frame(&SwarmMessage::Have {
                 partitions: vec![1, 300]
             }),
-            vec![6, 0, 0, 0, 1, 1, 2, 1, 0xac, 0x02]
+            vec![6, 0, 0, 0, 2, 1, 2, 1, 0xac, 0x02]
         );
     }
 
@@ -309,19 +311,19 @@ mod tests {
             Err(WireError::TooMany { what: "peers", .. })
         ));
         assert_eq!(
-            decode_frame_body(&[2, 3]),
-            Err(WireError::UnsupportedVersion(2))
+            decode_frame_body(&[1, 3]),
+            Err(WireError::UnsupportedVersion(1))
         );
         assert_eq!(decode_frame_body(&[]), Err(WireError::Empty));
         assert_eq!(
-            decode_frame_body(&[1, 3, 0]),
+            decode_frame_body(&[2, 3, 0]),
             Err(WireError::TrailingBytes(1))
         );
         assert!(matches!(
-            decode_frame_body(&[1, 9]),
+            decode_frame_body(&[2, 9]),
             Err(WireError::Malformed(_))
         ));
-        assert_eq!(decode_frame_body(&[1]), Err(WireError::Truncated));
+        assert_eq!(decode_frame_body(&[2]), Err(WireError::Truncated));
         // The biggest legal messages fit in a frame.
         let hello = SwarmMessage::Hello {
             hash: ContentHash([0xff; 32]),

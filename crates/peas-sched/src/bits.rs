@@ -8,6 +8,8 @@
 pub struct PartitionBits {
     words: Vec<u64>,
     len: u32,
+    /// Number of indices in the set (kept up to date by every mutation).
+    ones: u32,
 }
 
 impl PartitionBits {
@@ -16,6 +18,7 @@ impl PartitionBits {
         Self {
             words: vec![0; (len as usize).div_ceil(64)],
             len,
+            ones: 0,
         }
     }
 
@@ -47,6 +50,9 @@ impl PartitionBits {
         let bit = 1u64 << (i % 64);
         let was = *w & bit != 0;
         *w |= bit;
+        if !was {
+            self.ones += 1;
+        }
         !was
     }
 
@@ -59,22 +65,26 @@ impl PartitionBits {
         let bit = 1u64 << (i % 64);
         let was = *w & bit != 0;
         *w &= !bit;
+        if was {
+            self.ones -= 1;
+        }
         was
     }
 
     /// Removes every index.
     pub fn clear(&mut self) {
         self.words.iter_mut().for_each(|w| *w = 0);
+        self.ones = 0;
     }
 
     /// Number of indices in the set.
     pub fn count(&self) -> u32 {
-        self.words.iter().map(|w| w.count_ones()).sum()
+        self.ones
     }
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.words.iter().all(|w| *w == 0)
+        self.ones == 0
     }
 
     /// The indices in the set, ascending.
@@ -115,5 +125,8 @@ mod tests {
         assert!(!b.contains(0));
         assert!(b.contains(129));
         assert_eq!(PartitionBits::full(70).count(), 70);
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.count(), 0);
     }
 }

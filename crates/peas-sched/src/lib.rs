@@ -14,6 +14,7 @@
 mod bits;
 mod downloads;
 mod planner;
+mod sorted_map;
 
 pub use bits::PartitionBits;
 pub use downloads::{ContentId, DownloadAction, Downloads, GroupId, IntentId, IntentOutcome};
@@ -184,7 +185,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_connected_peers: 32,
-            max_inflight_total: 16,
+            max_inflight_total: 6,
             max_inflight_per_peer: 2,
             upload_slots: 8,
             seed_upload_slots: 8,
@@ -206,7 +207,7 @@ impl Default for Config {
             offers: true,
             offer_timeout: Duration::from_millis(10),
             neediest_first: false,
-            one_waiting_per_peer: false,
+            one_waiting_per_peer: true,
         }
     }
 }

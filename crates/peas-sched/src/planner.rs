@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::bits::PartitionBits;
+use crate::sorted_map::SortedMap;
 use crate::{Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, RequestId, UploadId};
 
 /// Largest number of partitions a planner tracks; a larger geometry is rejected by
@@ -57,6 +58,9 @@ struct Block {
     done: u64,
     /// Requests in flight for the rest of the block (more than one only in endgame).
     reqs: Vec<RequestId>,
+    /// Whether an offer already moved this block's request once (it is not moved again: a
+    /// request that delivers nothing for a while may be slow rather than queued).
+    moved: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -139,7 +143,7 @@ pub struct Planner {
 
     avail: Vec<u32>,
     seed_peers: u32,
-    peers: BTreeMap<PeerId, Peer>,
+    peers: SortedMap<PeerId, Peer>,
     banned: BTreeSet<PeerId>,
 
     requests: BTreeMap<RequestId, Req>,
@@ -251,6 +255,7 @@ impl Planner {
                 blocks.push(Block {
                     done: 0,
                     reqs: Vec::new(),
+                    moved: false,
                 });
             }
             needed.insert(p);
@@ -275,7 +280,7 @@ impl Planner {
             complete_emitted: false,
             avail: vec![0; n_parts as usize],
             seed_peers: 0,
-            peers: BTreeMap::new(),
+            peers: SortedMap::new(),
             banned: BTreeSet::new(),
             requests: BTreeMap::new(),
             next_request: 0,
@@ -1076,7 +1081,7 @@ impl Planner {
             let cur = r.received as f64 / age.as_secs_f64();
             let p = r.block / self.blocks_per_part;
             let mut alt_peer: Option<(f64, PeerId)> = None;
-            for (qid, q) in &self.peers {
+            for (qid, q) in self.peers.iter() {
                 if *qid == r.peer
                     || q.inflight > 0
                     || !self.usable(q, now)
@@ -1197,6 +1202,12 @@ impl Planner {
             consider(*d);
         }
         t
+    }
+
+    /// Whether [`Planner::poll_action`] has something to hand out. An event that queued no
+    /// action changed no timer either, so a shell may skip its poll then.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
     }
 
     /// The next thing to do, if any.
@@ -1484,7 +1495,7 @@ impl Planner {
             *serving.entry(u.peer).or_default() += 1;
         }
         let mut cands: Vec<(u32, u32, u64, PeerId)> = Vec::new();
-        for (id, pe) in &self.peers {
+        for (id, pe) in self.peers.iter() {
             if self.offers.contains_key(id)
                 || self.offer_lapsed.contains_key(id)
                 || !self.lacks_ours(pe)
@@ -1521,39 +1532,81 @@ impl Planner {
             return;
         }
         let full = self.requests.len() >= self.config.max_inflight_total;
-        let victim = if full {
-            let v = self
-                .requests
-                .iter()
-                .filter(|(_, r)| {
-                    r.received == 0
-                        && now.saturating_sub(r.issued) >= self.config.offer_timeout * 2
-                        && r.peer != peer
-                        && self.blocks[r.block as usize].reqs.len() == 1
-                })
-                .min_by_key(|(id, r)| (r.issued, **id))
-                .map(|(id, r)| (*id, r.block));
-            match v {
-                Some(v) => Some(v),
-                None => return,
-            }
-        } else {
-            None
-        };
+        let settle = self.config.offer_timeout * 2;
         let pick = self
             .pick_partition(peer)
             .and_then(|p| self.first_unassigned_block(p));
-        let block = match (pick, victim) {
-            (Some(b), _) => b,
-            (None, Some((_, vb))) if pe_has(self.peers.get(&peer), vb / self.blocks_per_part) => vb,
-            _ => return,
+        // A request queued (nothing delivered for a while) at a busy peer, for a block the
+        // offering peer has: moved, with no change to the request budget.
+        let offerer = self.peers.get(&peer);
+        let waiting = |r: &Req| {
+            r.received == 0
+                && now.saturating_sub(r.issued) >= settle
+                && r.peer != peer
+                && self.blocks[r.block as usize].reqs.len() == 1
+                && !self.blocks[r.block as usize].moved
         };
-        if let Some((vid, _)) = victim {
-            self.release_request(vid);
+        let movable = self
+            .requests
+            .iter()
+            .filter(|(_, r)| waiting(r) && pe_has(offerer, r.block / self.blocks_per_part))
+            .min_by_key(|(id, r)| (r.issued, **id))
+            .map(|(id, r)| (*id, r.block));
+        let (victim, block) = match (full, pick, movable) {
+            (false, Some(b), _) => (None, b),
+            (_, _, Some((vid, vb))) => (Some(vid), vb),
+            (true, Some(b), None) => {
+                // Budget full: the oldest waiting request makes room for a new block.
+                let v = self
+                    .requests
+                    .iter()
+                    .filter(|(_, r)| waiting(r))
+                    .min_by_key(|(id, r)| (r.issued, **id))
+                    .map(|(id, _)| *id);
+                match v {
+                    Some(vid) => (Some(vid), b),
+                    None => return,
+                }
+            }
+            (_, None, None) => {
+                // Everything is requested: near the end, the slowest request is duplicated
+                // at the offering peer (endgame); the loser is cancelled when one finishes.
+                if !full && self.missing_blocks <= self.config.endgame_blocks as u64 {
+                    self.endgame_at(now, peer);
+                }
+                return;
+            }
+        };
+        if let Some(vid) = victim {
+            if let Some(req) = self.release_request(vid) {
+                self.blocks[req.block as usize].moved = true;
+            }
             self.actions.push_back(Action::Cancel { id: vid });
         }
         if !self.block_is_done(block) && self.blocks[block as usize].reqs.is_empty() {
             self.issue(now, peer, block);
+        }
+    }
+
+    /// Endgame at an offering peer: duplicates the in-flight request with the most bytes
+    /// left among those the peer can serve and that have no duplicate yet.
+    fn endgame_at(&mut self, now: Duration, peer: PeerId) {
+        let Some(pe) = self.peers.get(&peer) else {
+            return;
+        };
+        let best = self
+            .requests
+            .values()
+            .filter(|r| {
+                r.peer != peer
+                    && self.blocks[r.block as usize].reqs.len() == 1
+                    && pe.has(r.block / self.blocks_per_part)
+                    && !pe.refused.contains(r.block / self.blocks_per_part)
+            })
+            .max_by_key(|r| (r.range.end - r.range.start - r.received, r.block))
+            .map(|r| r.block);
+        if let Some(b) = best {
+            self.issue(now, peer, b);
         }
     }
 }
@@ -1583,12 +1636,34 @@ mod tests {
             .collect()
     }
 
+    /// Defaults, but whole-partition requests, no random first picks, and several silent
+    /// requests per peer allowed (most tests below count requests to one peer).
     fn cfg() -> Config {
         Config {
             request_size: PS,
             random_first: 0,
+            one_waiting_per_peer: false,
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn a_second_request_to_a_peer_waits_until_the_first_flows() {
+        let c = Config {
+            one_waiting_per_peer: true,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 4 * PS, PS, 5);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::All);
+        let first = requests(&drain(&mut p));
+        assert_eq!(first.len(), 1);
+        // The first delivers its first chunk group: the next request is pipelined behind it.
+        p.handle_request_progress(ms(1), first[0].0, 16 * KIB);
+        p.handle_timeout(ms(2));
+        let second = requests(&drain(&mut p));
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].1, PeerId(1));
+        assert_eq!(p.inflight(), 2);
     }
 
     fn ms(x: u64) -> Duration {

@@ -32,6 +32,9 @@ pub struct SimConfig {
     pub size: u64,
     /// Partition size in bytes (a multiple of 16 KiB).
     pub partition_size: u64,
+    /// Largest piece, the unit nodes announce and request (peas: `peas_proto::MAX_PIECE_SIZE`,
+    /// 1 MiB): the planners work on pieces of `min(partition_size, piece_size)` bytes.
+    pub piece_size: u64,
     /// Upload capacity of a normal node, bytes/s.
     pub upload: f64,
     /// Download capacity of a normal node, bytes/s.
@@ -75,6 +78,7 @@ impl Default for SimConfig {
             nodes: 16,
             size: 1 << 30,
             partition_size: 4 << 20,
+            piece_size: 1 << 20,
             upload: 100.0 * MIB,
             download: 100.0 * MIB,
             origin_upload: 100.0 * MIB,
@@ -105,6 +109,8 @@ pub struct SimReport {
     pub size: u64,
     /// Partition size.
     pub partition_size: u64,
+    /// Piece size the planners worked on.
+    pub piece_size: u64,
     /// Time the last honest downloader completed (or the end of the run), seconds.
     pub completion_s: f64,
     /// Mean completion time of the honest downloaders that completed, seconds.
@@ -119,7 +125,7 @@ pub struct SimReport {
     pub completed_nodes: usize,
     /// Honest downloaders (not lying).
     pub honest_nodes: usize,
-    /// Bytes a node received from a lying node after that node's first bad chunk group to it.
+    /// Bytes a node received from a lying node after it had verified a bad chunk group from it.
     pub bytes_accepted_from_liars_after_first_bad: u64,
     /// Bytes received in transfers that a node cancelled or that failed (wasted bandwidth).
     pub wasted_bytes: u64,
@@ -146,6 +152,7 @@ impl SimReport {
             "nodes": self.nodes,
             "size": self.size,
             "partition_size": self.partition_size,
+            "piece_size": self.piece_size,
             "completion_s": self.completion_s,
             "mean_completion_s": self.mean_completion_s,
             "bound_s": self.bound_s,
@@ -225,10 +232,14 @@ struct Node {
     timer_ver: u32,
     peers: Vec<u32>,
     up_flows: Vec<u32>,
+    /// Sum of the rates of `up_flows` / `down_flows`, kept up to date with every rate change.
+    up_used: f64,
+    down_used: f64,
     down_flows: Vec<u32>,
     reqs: HashMap<u64, ReqState>,
     ups: HashMap<u64, (u32, u64)>,
-    /// First time this node got bad data from a given liar.
+    /// When this node learned that a given peer lies: it verified a bad chunk group from it
+    /// (bad data of a request it had already cancelled teaches it nothing).
     bad_from: HashMap<u32, Ns>,
 }
 
@@ -282,6 +293,9 @@ pub struct Sim {
 }
 
 const ORIGIN: u32 = 0;
+#[allow(missing_docs)]
+pub static EVC: [std::sync::atomic::AtomicU64; 9] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 9];
 
 impl Sim {
     /// Builds the swarm: node 0 is the origin (a complete seed), nodes `1..=N` downloaders.
@@ -323,7 +337,8 @@ impl Sim {
         let mut nodes = Vec::with_capacity(total);
         for i in 0..total as u32 {
             let seed = rng.random::<u64>();
-            let mut planner = Planner::new(cfg.planner.clone(), cfg.size, cfg.partition_size, seed);
+            let piece = cfg.partition_size.min(cfg.piece_size.max(1));
+            let mut planner = Planner::new(cfg.planner.clone(), cfg.size, piece, seed);
             let (up, down) = if i == ORIGIN {
                 planner.handle_local_have(0..cfg.size);
                 while planner.poll_action().is_some() {}
@@ -349,6 +364,8 @@ impl Sim {
                 timer_ver: 0,
                 peers: Vec::new(),
                 up_flows: Vec::new(),
+                up_used: 0.0,
+                down_used: 0.0,
                 down_flows: Vec::new(),
                 reqs: HashMap::new(),
                 ups: HashMap::new(),
@@ -469,7 +486,8 @@ impl Sim {
         SimReport {
             nodes: self.cfg.nodes,
             size: self.cfg.size,
-            partition_size: self.nodes[0].planner.partition_size(),
+            partition_size: self.cfg.partition_size,
+            piece_size: self.nodes[0].planner.partition_size(),
             completion_s: completion,
             mean_completion_s: mean,
             bound_s: bound,
@@ -670,6 +688,18 @@ impl Sim {
     }
 
     fn handle(&mut self, ev: Ev) {
+        let k = match ev {
+            Ev::Join { .. } => 0,
+            Ev::ReqArrive { .. } => 1,
+            Ev::Refused { .. } => 2,
+            Ev::FlowEnd { .. } => 3,
+            Ev::DataDone { .. } => 4,
+            Ev::CancelArrive { .. } => 5,
+            Ev::Have { .. } => 6,
+            Ev::Offer { .. } => 7,
+            Ev::Timer { .. } => 8,
+        };
+        EVC[k].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match ev {
             Ev::Join { node } => self.join(node),
             Ev::ReqArrive { src, dst, req } => self.req_arrive(src, dst, req),
@@ -707,10 +737,13 @@ impl Sim {
                 if self.nodes[dst as usize].left {
                     return;
                 }
-                if self.nodes[dst as usize].reqs.remove(&req).is_some() {
+                if let Some(r) = self.nodes[dst as usize].reqs.remove(&req) {
                     let now = dur(self.now);
                     let node = &mut self.nodes[dst as usize];
                     if bad {
+                        // The node learns here that this peer lies (a request it cancelled
+                        // while the bad data was in flight taught it nothing).
+                        node.bad_from.entry(r.peer).or_insert(self.now);
                         node.planner
                             .handle_request_failed(now, RequestId(req), Failure::BadData);
                     } else {
@@ -737,7 +770,9 @@ impl Sim {
                     }
                     n.planner
                         .handle_peer_has(now, PeerId(u64::from(from)), part);
-                    self.drain(node);
+                    if n.planner.has_actions() {
+                        self.drain(node);
+                    }
                 }
             }
             Ev::Offer { from, to } => {
@@ -1181,8 +1216,22 @@ impl Sim {
             };
             self.wasted += done - kept;
         }
-        self.nodes[src as usize].up_flows.retain(|x| *x != f);
-        self.nodes[dst as usize].down_flows.retain(|x| *x != f);
+        let rate = fl.rate;
+        self.flows[f as usize].rate = 0.0;
+        let up = &mut self.nodes[src as usize];
+        up.up_flows.retain(|x| *x != f);
+        up.up_used = if up.up_flows.is_empty() {
+            0.0
+        } else {
+            up.up_used - rate
+        };
+        let down = &mut self.nodes[dst as usize];
+        down.down_flows.retain(|x| *x != f);
+        down.down_used = if down.down_flows.is_empty() {
+            0.0
+        } else {
+            down.down_used - rate
+        };
         if let Some(r) = self.nodes[dst as usize]
             .reqs
             .get_mut(&self.flows[f as usize].req)
@@ -1201,12 +1250,6 @@ impl Sim {
         let (src, dst, req, upload, bad) = (fl.src, fl.dst, fl.req, fl.upload, fl.bad);
         // Bytes of a liar's transfer are counted as wasted.
         self.kill_flow(f, bad);
-        if bad {
-            self.nodes[dst as usize]
-                .bad_from
-                .entry(src)
-                .or_insert(self.now + self.lat);
-        }
         self.nodes[src as usize].ups.remove(&upload);
         self.nodes[src as usize]
             .planner
@@ -1276,19 +1319,22 @@ impl Sim {
                 (pos(u64::from(x.src) * 2 + 1), pos(u64::from(x.dst) * 2))
             })
             .collect();
+        // Residual capacity: what the transfers outside `fl` leave (their rates held fixed).
         for c in cons.iter_mut() {
             let x = &self.nodes[c.0 as usize];
-            let (cap, list) = if c.1 {
-                (x.up, &x.up_flows)
+            c.2 = if c.1 {
+                x.up - x.up_used
             } else {
-                (x.down, &x.down_flows)
+                x.down - x.down_used
             };
-            let fixed: f64 = list
-                .iter()
-                .filter(|f| fl.binary_search(f).is_err())
-                .map(|&f| self.flows[f as usize].rate)
-                .sum();
-            c.2 = (cap - fixed).max(0.0);
+        }
+        for (i, &f) in fl.iter().enumerate() {
+            let r = self.flows[f as usize].rate;
+            cons[ends[i].0].2 += r;
+            cons[ends[i].1].2 += r;
+        }
+        for c in cons.iter_mut() {
+            c.2 = c.2.max(0.0);
         }
         for &(a, b) in &ends {
             cons[a].3 += 1;
@@ -1364,6 +1410,10 @@ impl Sim {
             self.advance_flow(f, now);
             let x = &mut self.flows[f as usize];
             x.rate = new;
+            let (src, dst) = (x.src, x.dst);
+            self.nodes[src as usize].up_used += new - old;
+            self.nodes[dst as usize].down_used += new - old;
+            let x = &mut self.flows[f as usize];
             let remaining = (x.total - x.done).max(0.0);
             if new > 0.0 {
                 // Only an earlier end needs a new event; a later one is re-armed when the

@@ -19,6 +19,10 @@ struct Args {
     /// Partition size: bytes or with a suffix; a multiple of 16 KiB.
     #[arg(long, default_value = "4MiB", value_parser = parse_size)]
     partition_size: u64,
+    /// Largest piece, the unit nodes announce and request (peas uses 1 MiB); the planners work
+    /// on pieces of min(partition size, this).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    piece_size: u64,
     /// Largest request (download block) size.
     #[arg(long, value_parser = parse_size)]
     request_size: Option<u64>,
@@ -85,6 +89,9 @@ struct Args {
     /// At most one not-yet-flowing request per peer.
     #[arg(long)]
     one_waiting_per_peer: bool,
+    /// An unanswered slot offer lapses after this long, milliseconds.
+    #[arg(long)]
+    offer_timeout_ms: Option<u64>,
     /// Do not offer free upload slots to peers.
     #[arg(long)]
     no_offers: bool,
@@ -120,10 +127,18 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if args.piece_size == 0 || args.piece_size % peas_sched::CHUNK_GROUP != 0 {
+        eprintln!(
+            "peas-sim: --piece-size {} is not a positive multiple of 16 KiB",
+            args.piece_size
+        );
+        return ExitCode::from(2);
+    }
     let mut cfg = SimConfig {
         nodes: args.nodes,
         size: args.size,
         partition_size: args.partition_size,
+        piece_size: args.piece_size,
         upload: args.capacity_mib * MIB,
         download: args.capacity_mib * MIB,
         origin_upload: args.origin_mib.unwrap_or(args.capacity_mib) * MIB,
@@ -185,6 +200,9 @@ fn main() -> ExitCode {
     if args.one_waiting_per_peer {
         cfg.planner.one_waiting_per_peer = true;
     }
+    if let Some(x) = args.offer_timeout_ms {
+        cfg.planner.offer_timeout = Duration::from_millis(x);
+    }
     if args.no_offers {
         cfg.planner.offers = false;
     }
@@ -197,5 +215,9 @@ fn main() -> ExitCode {
     let report = peas_sim::run(cfg);
     let wall = start.elapsed().as_secs_f64();
     println!("{}", report.to_json(wall, lying));
+    eprintln!(
+        "join req refused flowend datadone cancel have offer timer {:?}",
+        peas_sim::EVC
+    );
     ExitCode::SUCCESS
 }
