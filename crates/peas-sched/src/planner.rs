@@ -170,10 +170,14 @@ pub struct Planner {
     /// Super-seeding refusals per (peer, partition); forgotten on disconnect.
     superseed_refusals: BTreeMap<(PeerId, u32), u32>,
     /// Outstanding upload-slot offers: peer → when the offer lapses.
-    offers: BTreeMap<PeerId, Duration>,
+    offers: SortedMap<PeerId, Duration>,
     /// Peers whose last offer lapsed unanswered: not offered again until then (or until we
     /// gain a partition).
-    offer_lapsed: BTreeMap<PeerId, Duration>,
+    offer_lapsed: SortedMap<PeerId, Duration>,
+    /// Earliest lapse in `offers` (a lower bound: removals leave it early). A timer.
+    offer_deadline: Option<Duration>,
+    /// Earliest end of a quiet period in `offer_lapsed` (no timer: checked on other events).
+    quiet_deadline: Option<Duration>,
 }
 
 /// Order of queued uploads: (not a continuation, then copies / peer's active uploads or, with
@@ -298,8 +302,10 @@ impl Planner {
             accepted_per_peer: BTreeMap::new(),
             peer_deadline: None,
             superseed_refusals: BTreeMap::new(),
-            offers: BTreeMap::new(),
-            offer_lapsed: BTreeMap::new(),
+            offers: SortedMap::new(),
+            offer_lapsed: SortedMap::new(),
+            offer_deadline: None,
+            quiet_deadline: None,
         };
         planner.check_complete();
         planner
@@ -1195,11 +1201,11 @@ impl Planner {
         {
             consider(d);
         }
-        if let Some(d) = self.offers.values().min() {
-            consider(*d);
+        if let Some(d) = self.offer_deadline {
+            consider(d);
         }
-        if let Some(d) = self.offer_lapsed.values().min() {
-            consider(*d);
+        if let Some(d) = self.quiet_deadline {
+            consider(d);
         }
         t
     }
@@ -1450,8 +1456,9 @@ impl Planner {
         match &pe.have {
             None => false,
             Some(theirs) => {
-                if self.is_complete() {
-                    theirs.count() < self.n_parts
+                if self.is_complete() || theirs.count() < self.have.count() {
+                    // Fewer pieces than ours: they lack at least one of ours.
+                    theirs.count() < self.have.count()
                 } else {
                     let mine = self.have.words();
                     theirs.words().iter().zip(mine).any(|(t, m)| m & !t != 0)
@@ -1464,16 +1471,27 @@ impl Planner {
     /// periods.
     fn expire_offers(&mut self) {
         let now = self.now;
-        let quiet = now + self.config.offer_timeout * 10;
-        let lapsed = &mut self.offer_lapsed;
-        self.offers.retain(|peer, t| {
-            if *t > now {
-                return true;
+        if self.offer_deadline.is_some_and(|d| d <= now) {
+            let quiet = now + self.config.offer_timeout * 10;
+            let lapsed = &mut self.offer_lapsed;
+            let mut any = false;
+            self.offers.retain(|peer, t| {
+                if *t > now {
+                    return true;
+                }
+                lapsed.insert(*peer, quiet);
+                any = true;
+                false
+            });
+            if any {
+                self.quiet_deadline = Some(self.quiet_deadline.map_or(quiet, |d| d.min(quiet)));
             }
-            lapsed.insert(*peer, quiet);
-            false
-        });
-        self.offer_lapsed.retain(|_, t| *t > now);
+            self.offer_deadline = self.offers.values().min().copied();
+        }
+        if self.quiet_deadline.is_some_and(|d| d <= now) {
+            self.offer_lapsed.retain(|_, t| *t > now);
+            self.quiet_deadline = self.offer_lapsed.values().min().copied();
+        }
     }
 
     /// Offers free upload slots (none queued) to peers that lack something we have: those we
@@ -1513,6 +1531,7 @@ impl Planner {
         let until = now + self.config.offer_timeout;
         for &(_, _, _, peer) in cands.iter().take(free) {
             self.offers.insert(peer, until);
+            self.offer_deadline = Some(self.offer_deadline.map_or(until, |d| d.min(until)));
             self.actions.push_back(Action::Offer { peer });
         }
     }
@@ -1533,6 +1552,11 @@ impl Planner {
         }
         let full = self.requests.len() >= self.config.max_inflight_total;
         let settle = self.config.offer_timeout * 2;
+        // Cheap exit first: a full budget with nothing silent to move.
+        let silent = |r: &Req| r.received == 0 && now.saturating_sub(r.issued) >= settle;
+        if full && !self.requests.values().any(|r| silent(r) && r.peer != peer) {
+            return;
+        }
         let pick = self
             .pick_partition(peer)
             .and_then(|p| self.first_unassigned_block(p));

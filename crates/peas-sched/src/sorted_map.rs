@@ -51,6 +51,23 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
         Some(self.vals.remove(i))
     }
 
+    pub(crate) fn contains_key(&self, k: &K) -> bool {
+        self.keys.binary_search(k).is_ok()
+    }
+
+    /// Keeps the entries for which `keep` returns true (in key order).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        let mut i = 0;
+        while i < self.keys.len() {
+            if keep(&self.keys[i], &mut self.vals[i]) {
+                i += 1;
+            } else {
+                self.keys.remove(i);
+                self.vals.remove(i);
+            }
+        }
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.keys.iter().zip(self.vals.iter())
     }
@@ -85,5 +102,9 @@ mod tests {
         assert_eq!(m.remove(&3), Some("C"));
         assert_eq!(m.remove(&3), None);
         assert_eq!(m.values().copied().collect::<Vec<_>>(), vec!["A", "e"]);
+        assert!(m.contains_key(&5));
+        m.retain(|k, _| *k != 5);
+        assert!(!m.contains_key(&5));
+        assert_eq!(m.len(), 1);
     }
 }
