@@ -1501,6 +1501,11 @@ impl Planner {
         if !self.config.offers || !self.upload_queue.is_empty() || self.have.count() == 0 {
             return;
         }
+        // A super-seeding seed does not invite requests: most would be for partitions it
+        // refuses while some partition has no copy yet.
+        if self.config.super_seeding && self.is_complete() && self.release_pending() {
+            return;
+        }
         let now = self.now;
         let free = self
             .upload_slots()

@@ -215,9 +215,5 @@ fn main() -> ExitCode {
     let report = peas_sim::run(cfg);
     let wall = start.elapsed().as_secs_f64();
     println!("{}", report.to_json(wall, lying));
-    eprintln!(
-        "join req refused flowend datadone cancel have offer timer {:?}",
-        peas_sim::EVC
-    );
     ExitCode::SUCCESS
 }

@@ -34,7 +34,10 @@ fn equal_swarm_completes_near_the_bound() {
     let r = run(small(8));
     assert!(all_honest_done(&r), "{r:?}");
     assert!(r.ratio < 2.0, "ratio {}", r.ratio);
-    assert!(r.origin_egress_bytes as f64 <= 1.5 * r.size as f64, "{r:?}");
+    // Once every piece has a copy the origin serves like any other node: in a swarm of 8 on a
+    // 32-piece blob it is one of nine equal uploaders. The 1.5x target is for the 1 GiB runs
+    // of `cargo xtask sim` (1.03-1.08x there, see docs/scheduling.md).
+    assert!(r.origin_egress_bytes as f64 <= 2.0 * r.size as f64, "{r:?}");
 }
 
 #[test]
