@@ -123,8 +123,15 @@ pub enum Action {
 pub struct Config {
     /// Most peers connected at once; a peer connecting beyond it gets [`Action::Disconnect`].
     pub max_connected_peers: usize,
-    /// Most outgoing requests in flight at once, over all peers.
+    /// Most outgoing requests in flight at once, over all peers (the budget with few peers).
     pub max_inflight_total: usize,
+    /// Fewest requests in flight the budget allows, with many peers.
+    pub min_inflight_total: usize,
+    /// Requests in flight at once: this divided by the connected peers, within
+    /// [`Config::min_inflight_total`] and [`Config::max_inflight_total`] (112: 16 with up to
+    /// 7 peers, 6 with 19 or more). Many peers mean busy uploaders, where extra requests only
+    /// wait in queues and hide demand from idle ones.
+    pub inflight_budget: usize,
     /// Most outgoing requests in flight to one peer.
     pub max_inflight_per_peer: usize,
     /// Most uploads served at once.
@@ -185,7 +192,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_connected_peers: 32,
-            max_inflight_total: 6,
+            max_inflight_total: 16,
+            min_inflight_total: 6,
+            inflight_budget: 112,
             max_inflight_per_peer: 2,
             upload_slots: 8,
             seed_upload_slots: 8,

@@ -931,7 +931,7 @@ impl Planner {
         if self.is_complete() || self.peers.is_empty() {
             return;
         }
-        if self.requests.len() >= self.config.max_inflight_total {
+        if self.requests.len() >= self.inflight_cap() {
             return;
         }
         // Peers with a request that has not delivered anything yet (queued behind a busy
@@ -958,10 +958,10 @@ impl Planner {
         cands.sort_unstable();
         if !self.needed.is_empty() {
             let mut progress = true;
-            while progress && self.requests.len() < self.config.max_inflight_total {
+            while progress && self.requests.len() < self.inflight_cap() {
                 progress = false;
                 for &(_, _, peer) in &cands {
-                    if self.requests.len() >= self.config.max_inflight_total {
+                    if self.requests.len() >= self.inflight_cap() {
                         break;
                     }
                     let inflight = self.peers.get(&peer).map_or(usize::MAX, |p| p.inflight);
@@ -988,10 +988,18 @@ impl Planner {
         }
         if self.needed.is_empty()
             && self.missing_blocks <= self.config.endgame_blocks as u64
-            && self.requests.len() < self.config.max_inflight_total
+            && self.requests.len() < self.inflight_cap()
         {
             self.endgame(now, &cands);
         }
+    }
+
+    /// The request budget in force: [`Config::inflight_budget`] divided by the connected
+    /// peers, within [`Config::min_inflight_total`] and [`Config::max_inflight_total`].
+    fn inflight_cap(&self) -> usize {
+        let max = self.config.max_inflight_total;
+        (self.config.inflight_budget / self.peers.len().max(1))
+            .clamp(self.config.min_inflight_total.min(max), max)
     }
 
     /// Mean throughput of peers with an estimate (None if none has one).
@@ -1018,7 +1026,7 @@ impl Planner {
     fn endgame(&mut self, now: Duration, cands: &[(usize, u64, PeerId)]) {
         let mean = self.mean_rate();
         for &(_, _, q) in cands {
-            if self.requests.len() >= self.config.max_inflight_total {
+            if self.requests.len() >= self.inflight_cap() {
                 return;
             }
             let Some(qp) = self.peers.get(&q) else {
@@ -1555,7 +1563,7 @@ impl Planner {
         if !self.usable(pe, now) || pe.inflight >= self.config.max_inflight_per_peer {
             return;
         }
-        let full = self.requests.len() >= self.config.max_inflight_total;
+        let full = self.requests.len() >= self.inflight_cap();
         let settle = self.config.offer_timeout * 2;
         // Cheap exit first: a full budget with nothing silent to move.
         let silent = |r: &Req| r.received == 0 && now.saturating_sub(r.issued) >= settle;
@@ -1674,6 +1682,27 @@ mod tests {
             one_waiting_per_peer: false,
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn the_request_budget_shrinks_with_many_peers() {
+        // 112 / 8 peers = 14 requests in flight; 112 / 20 peers -> the floor of 6.
+        let mut p = Planner::new(cfg(), 64 * PS, PS, 5);
+        for q in 0..8 {
+            p.handle_peer_connected(ms(0), PeerId(q), PeerHave::All);
+        }
+        assert_eq!(p.inflight(), 14);
+        let mut p = Planner::new(cfg(), 64 * PS, PS, 5);
+        for q in 0..20 {
+            p.handle_peer_connected(ms(0), PeerId(q), PeerHave::Partitions(vec![]));
+        }
+        for q in 0..20 {
+            for part in 0..64 {
+                p.handle_peer_has(ms(1), PeerId(q), part);
+            }
+        }
+        assert_eq!(p.inflight(), 6);
+        assert!(requests(&drain(&mut p)).len() >= 6);
     }
 
     #[test]

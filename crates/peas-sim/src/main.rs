@@ -56,7 +56,7 @@ struct Args {
     /// Upload slots of a complete seed.
     #[arg(long)]
     seed_upload_slots: Option<usize>,
-    /// Requests in flight per node.
+    /// A fixed request budget per node (default: 112 / connected peers, between 6 and 16).
     #[arg(long)]
     max_inflight: Option<usize>,
     /// Requests in flight per peer.
@@ -168,7 +168,9 @@ fn main() -> ExitCode {
         cfg.planner.seed_upload_slots = s;
     }
     if let Some(s) = args.max_inflight {
+        // A fixed budget: the same at every peer count.
         cfg.planner.max_inflight_total = s;
+        cfg.planner.min_inflight_total = s;
     }
     if let Some(s) = args.max_inflight_per_peer {
         cfg.planner.max_inflight_per_peer = s;
