@@ -173,7 +173,9 @@ pub struct Config {
     /// block the swarm.
     pub superseed_patience: u32,
     /// At most one request per peer that has delivered nothing yet: a second request goes to a
-    /// peer only once the first is flowing.
+    /// peer only once the first is flowing. Applies only while the request budget is below
+    /// [`Config::max_inflight_total`] (many peers); with few peers the queued second request
+    /// keeps each download pipelined.
     pub one_waiting_per_peer: bool,
     /// Queued uploads go to the peer with the fewest partitions first (before rarity); when
     /// false, the rarest partition goes first and the neediest peer breaks ties.

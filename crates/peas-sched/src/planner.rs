@@ -937,7 +937,11 @@ impl Planner {
         // Peers with a request that has not delivered anything yet (queued behind a busy
         // uploader) get no second one: demand spreads over more sources.
         let mut waiting: Vec<PeerId> = Vec::new();
-        if self.config.one_waiting_per_peer {
+        // Only in a big neighbourhood (the request budget below its maximum): with few peers a
+        // second, queued request to a peer is what keeps that download pipelined.
+        let one_waiting = self.config.one_waiting_per_peer
+            && self.inflight_cap() < self.config.max_inflight_total;
+        if one_waiting {
             waiting.extend(
                 self.requests
                     .values()
@@ -966,7 +970,7 @@ impl Planner {
                     }
                     let inflight = self.peers.get(&peer).map_or(usize::MAX, |p| p.inflight);
                     if inflight >= self.config.max_inflight_per_peer
-                        || (self.config.one_waiting_per_peer && inflight > 0 && {
+                        || (one_waiting && inflight > 0 && {
                             self.requests
                                 .values()
                                 .any(|r| r.peer == peer && r.received == 0)
@@ -1712,6 +1716,10 @@ mod tests {
             ..cfg()
         };
         let mut p = Planner::new(c, 4 * PS, PS, 5);
+        // A big neighbourhood (the rule applies only then): 19 peers with nothing yet.
+        for q in 2..21 {
+            p.handle_peer_connected(ms(0), PeerId(q), PeerHave::Partitions(vec![]));
+        }
         p.handle_peer_connected(ms(0), PeerId(1), PeerHave::All);
         let first = requests(&drain(&mut p));
         assert_eq!(first.len(), 1);
