@@ -9,10 +9,13 @@
 //!
 //! What is modelled and what is not is explained in `docs/scheduling.md`.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::time::Duration;
+
+mod queue;
+
+use queue::EventQueue;
 
 use peas_sched::{
     Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, Planner, RequestId, UploadId,
@@ -274,7 +277,7 @@ pub struct Sim {
     nodes: Vec<Node>,
     flows: Vec<Flow>,
     free_flows: Vec<u32>,
-    heap: BinaryHeap<Reverse<(Ns, u64, Ev)>>,
+    heap: EventQueue<Ev>,
     seq: u64,
     now: Ns,
     rng: ChaCha8Rng,
@@ -399,7 +402,7 @@ impl Sim {
             nodes,
             flows: Vec::new(),
             free_flows: Vec::new(),
-            heap: BinaryHeap::new(),
+            heap: EventQueue::new(),
             seq: 0,
             now: 0,
             rng,
@@ -444,7 +447,7 @@ impl Sim {
 
     fn push(&mut self, t: Ns, ev: Ev) {
         self.seq += 1;
-        self.heap.push(Reverse((t, self.seq, ev)));
+        self.heap.push(t, self.seq, ev);
     }
 
     /// The run's lower bound in seconds.
@@ -461,16 +464,11 @@ impl Sim {
         let limit: Ns = ((bound * 50.0 + 60.0) * 1e9) as Ns;
         let mut hit_limit = false;
         while self.honest_left_to_complete > 0 {
-            if !self.dirty.is_empty()
-                && self
-                    .heap
-                    .peek()
-                    .is_none_or(|Reverse((t, _, _))| *t > self.now)
-            {
+            if !self.dirty.is_empty() && self.heap.peek_time().is_none_or(|t| t > self.now) {
                 self.flush_dirty();
                 continue;
             }
-            let Some(Reverse((t, _, ev))) = self.heap.pop() else {
+            let Some((t, _, ev)) = self.heap.pop() else {
                 hit_limit = true;
                 break;
             };
@@ -1507,9 +1505,15 @@ mod tests {
             partition_size: 1 << 20,
             ..SimConfig::default()
         });
-        while let Some(Reverse((0, _, Ev::Join { node }))) = sim.heap.peek().copied() {
-            sim.heap.pop();
-            sim.join(node);
+        while sim.heap.peek_time() == Some(0) {
+            match sim.heap.pop() {
+                Some((_, _, Ev::Join { node })) => sim.join(node),
+                Some((t, seq, ev)) => {
+                    sim.heap.push(t, seq, ev);
+                    break;
+                }
+                None => break,
+            }
         }
         let mut dist = vec![u32::MAX; sim.nodes.len()];
         dist[ORIGIN as usize] = 0;
