@@ -102,6 +102,11 @@ impl Peer {
             Some(b) => b.contains(p),
         }
     }
+
+    /// Whether partition `p` may be asked from this peer: it has it and did not refuse it lately.
+    fn can_serve(&self, p: u32) -> bool {
+        self.has(p) && !self.refused.contains(p)
+    }
 }
 
 #[derive(Debug)]
@@ -969,19 +974,17 @@ impl Planner {
                         break;
                     }
                     let inflight = self.peers.get(&peer).map_or(usize::MAX, |p| p.inflight);
-                    if inflight >= self.config.max_inflight_per_peer
-                        || (one_waiting && inflight > 0 && {
-                            self.requests
-                                .values()
-                                .any(|r| r.peer == peer && r.received == 0)
-                        })
-                    {
+                    if inflight >= self.config.max_inflight_per_peer || waiting.contains(&peer) {
                         continue;
                     }
                     if let Some(p) = self.pick_partition(peer)
                         && let Some(b) = self.first_unassigned_block(p)
                     {
                         self.issue(now, peer, b);
+                        if one_waiting {
+                            // The new request has delivered nothing yet either.
+                            waiting.push(peer);
+                        }
                         progress = true;
                     }
                 }
@@ -1050,7 +1053,7 @@ impl Planner {
                     continue;
                 }
                 let p = r.block / self.blocks_per_part;
-                if !qp.has(p) || qp.refused.contains(p) {
+                if !qp.can_serve(p) {
                     continue;
                 }
                 let age = now.saturating_sub(r.issued);
@@ -1104,8 +1107,7 @@ impl Planner {
                     || q.inflight > 0
                     || !self.usable(q, now)
                     || used.contains(qid)
-                    || !q.has(p)
-                    || q.refused.contains(p)
+                    || !q.can_serve(p)
                 {
                     continue;
                 }
@@ -1423,12 +1425,12 @@ impl Planner {
                 // partition then completes (and can be shared on) sooner.
                 let fresh = self.first_taker[u.partition as usize] != u.peer.0.wrapping_add(1);
                 let served = self.accepted_per_peer.get(&u.peer).copied().unwrap_or(0);
-                // The peer furthest behind first: the last node to finish sets the swarm's time.
-                let progress = self.peers.get(&u.peer).map_or(0, |pe| match &pe.have {
-                    None => self.n_parts,
-                    Some(b) => b.count(),
-                });
                 let key = if self.config.neediest_first {
+                    // The peer furthest behind first: the last node to finish sets the time.
+                    let progress = self.peers.get(&u.peer).map_or(0, |pe| match &pe.have {
+                        None => self.n_parts,
+                        Some(b) => b.count(),
+                    });
                     (fresh, progress, copies, peer_active as u32, served, u.seq)
                 } else {
                     (fresh, copies, peer_active as u32, 0, served, u.seq)
@@ -1467,14 +1469,14 @@ impl Planner {
     fn lacks_ours(&self, pe: &Peer) -> bool {
         match &pe.have {
             None => false,
+            // Fewer partitions than ours: they lack one of ours for sure (the cheap test); as
+            // many or more: a word-wise check, unless we are complete (then they are too).
             Some(theirs) => {
-                if self.is_complete() || theirs.count() < self.have.count() {
-                    // Fewer pieces than ours: they lack at least one of ours.
-                    theirs.count() < self.have.count()
-                } else {
-                    let mine = self.have.words();
-                    theirs.words().iter().zip(mine).any(|(t, m)| m & !t != 0)
-                }
+                theirs.count() < self.have.count()
+                    || (!self.is_complete()
+                        && (theirs.words().iter())
+                            .zip(self.have.words())
+                            .any(|(t, m)| m & !t != 0))
             }
         }
     }
@@ -1569,43 +1571,36 @@ impl Planner {
         }
         let full = self.requests.len() >= self.inflight_cap();
         let settle = self.config.offer_timeout * 2;
+        // Silent: a request to another peer that has delivered nothing for a while (queued at
+        // a busy peer).
+        let silent =
+            |r: &Req| r.received == 0 && now.saturating_sub(r.issued) >= settle && r.peer != peer;
         // Cheap exit first: a full budget with nothing silent to move.
-        let silent = |r: &Req| r.received == 0 && now.saturating_sub(r.issued) >= settle;
-        if full && !self.requests.values().any(|r| silent(r) && r.peer != peer) {
+        if full && !self.requests.values().any(silent) {
             return;
         }
         let pick = self
             .pick_partition(peer)
             .and_then(|p| self.first_unassigned_block(p));
-        // A request queued (nothing delivered for a while) at a busy peer, for a block the
-        // offering peer has: moved, with no change to the request budget.
-        let offerer = self.peers.get(&peer);
+        // Movable: silent, not duplicated, and not moved before.
         let waiting = |r: &Req| {
-            r.received == 0
-                && now.saturating_sub(r.issued) >= settle
-                && r.peer != peer
+            silent(r)
                 && self.blocks[r.block as usize].reqs.len() == 1
                 && !self.blocks[r.block as usize].moved
         };
-        let movable = self
-            .requests
-            .iter()
-            .filter(|(_, r)| waiting(r) && pe_has(offerer, r.block / self.blocks_per_part))
-            .min_by_key(|(id, r)| (r.issued, **id))
-            .map(|(id, r)| (*id, r.block));
+        // The oldest movable request the offering peer can serve: moved to it, with no change
+        // to the request budget.
+        let offerer = self.peers.get(&peer);
+        let movable = self.oldest_request(|r| {
+            waiting(r) && offerer.is_some_and(|o| o.can_serve(r.block / self.blocks_per_part))
+        });
         let (victim, block) = match (full, pick, movable) {
             (false, Some(b), _) => (None, b),
             (_, _, Some((vid, vb))) => (Some(vid), vb),
             (true, Some(b), None) => {
-                // Budget full: the oldest waiting request makes room for a new block.
-                let v = self
-                    .requests
-                    .iter()
-                    .filter(|(_, r)| waiting(r))
-                    .min_by_key(|(id, r)| (r.issued, **id))
-                    .map(|(id, _)| *id);
-                match v {
-                    Some(vid) => (Some(vid), b),
+                // Budget full: the oldest movable request makes room for a new block.
+                match self.oldest_request(waiting) {
+                    Some((vid, _)) => (Some(vid), b),
                     None => return,
                 }
             }
@@ -1629,6 +1624,15 @@ impl Planner {
         }
     }
 
+    /// The oldest in-flight request matching `f` (ties: the lower id), with its block.
+    fn oldest_request(&self, f: impl Fn(&Req) -> bool) -> Option<(RequestId, u32)> {
+        self.requests
+            .iter()
+            .filter(|(_, r)| f(r))
+            .min_by_key(|(id, r)| (r.issued, **id))
+            .map(|(id, r)| (*id, r.block))
+    }
+
     /// Endgame at an offering peer: duplicates the in-flight request with the most bytes
     /// left among those the peer can serve and that have no duplicate yet.
     fn endgame_at(&mut self, now: Duration, peer: PeerId) {
@@ -1641,8 +1645,7 @@ impl Planner {
             .filter(|r| {
                 r.peer != peer
                     && self.blocks[r.block as usize].reqs.len() == 1
-                    && pe.has(r.block / self.blocks_per_part)
-                    && !pe.refused.contains(r.block / self.blocks_per_part)
+                    && pe.can_serve(r.block / self.blocks_per_part)
             })
             .max_by_key(|r| (r.range.end - r.range.start - r.received, r.block))
             .map(|r| r.block);
@@ -1650,10 +1653,6 @@ impl Planner {
             self.issue(now, peer, b);
         }
     }
-}
-
-fn pe_has(pe: Option<&Peer>, p: u32) -> bool {
-    pe.is_some_and(|pe| pe.has(p) && !pe.refused.contains(p))
 }
 
 #[cfg(test)]

@@ -1238,19 +1238,9 @@ impl Sim {
         let rate = fl.rate;
         self.flows[f as usize].rate = 0.0;
         let up = &mut self.nodes[src as usize];
-        up.up_flows.retain(|x| *x != f);
-        up.up_used = if up.up_flows.is_empty() {
-            0.0
-        } else {
-            up.up_used - rate
-        };
+        remove_flow(&mut up.up_flows, &mut up.up_used, f, rate);
         let down = &mut self.nodes[dst as usize];
-        down.down_flows.retain(|x| *x != f);
-        down.down_used = if down.down_flows.is_empty() {
-            0.0
-        } else {
-            down.down_used - rate
-        };
+        remove_flow(&mut down.down_flows, &mut down.down_used, f, rate);
         if let Some(r) = self.nodes[dst as usize]
             .reqs
             .get_mut(&self.flows[f as usize].req)
@@ -1453,6 +1443,13 @@ impl Sim {
         freed.dedup();
         freed
     }
+}
+
+/// Takes transfer `f` (at `rate`) off one side of a node: its list and its rate sum (reset to
+/// exactly 0 when no transfer is left, so rounding errors do not pile up).
+fn remove_flow(flows: &mut Vec<u32>, used: &mut f64, f: u32, rate: f64) {
+    flows.retain(|x| *x != f);
+    *used = if flows.is_empty() { 0.0 } else { *used - rate };
 }
 
 fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {

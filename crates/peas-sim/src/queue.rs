@@ -16,7 +16,6 @@ pub(crate) struct EventQueue<T> {
     /// Bucket `i` (1..=64) holds items whose time first differs from `last` at bit `i - 1`
     /// (counting from the least significant), with the smallest time in it.
     buckets: Vec<(Vec<Item<T>>, u64)>,
-    len: usize,
 }
 
 impl<T> EventQueue<T> {
@@ -25,7 +24,6 @@ impl<T> EventQueue<T> {
             last: 0,
             now: VecDeque::new(),
             buckets: (0..65).map(|_| (Vec::new(), u64::MAX)).collect(),
-            len: 0,
         }
     }
 
@@ -36,7 +34,6 @@ impl<T> EventQueue<T> {
     /// Adds an item; `t` must not be before the last popped time (it is clamped to it).
     pub(crate) fn push(&mut self, t: u64, seq: u64, item: T) {
         let t = t.max(self.last);
-        self.len += 1;
         let b = self.bucket_of(t);
         if b == 0 {
             self.now.push_back((t, seq, item));
@@ -79,15 +76,13 @@ impl<T> EventQueue<T> {
             here.sort_unstable_by_key(|it| it.1);
             self.now.extend(here);
         }
-        let it = self.now.pop_front()?;
-        self.len -= 1;
-        Some(it)
+        self.now.pop_front()
     }
 
     /// Number of pending items.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.now.len() + self.buckets.iter().map(|(v, _)| v.len()).sum::<usize>()
     }
 }
 
