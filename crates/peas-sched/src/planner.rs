@@ -93,6 +93,9 @@ struct Peer {
     refused: PartitionBits,
     refused_until: Option<Duration>,
     slow_strikes: u32,
+    /// Partitions we have and this peer lacks (0 for a seed), kept up to date as either side
+    /// gains one: whether it is worth an offer, without a word-wise compare.
+    lacking: u32,
 }
 
 impl Peer {
@@ -179,7 +182,7 @@ pub struct Planner {
     /// Peers whose last offer lapsed unanswered: not offered again until then (or until we
     /// gain a partition).
     offer_lapsed: SortedMap<PeerId, Duration>,
-    /// Earliest lapse in `offers` (a lower bound: removals leave it early). A timer.
+    /// Earliest lapse in `offers` (kept exact, so an answered offer leaves no timer). A timer.
     offer_deadline: Option<Duration>,
     /// Earliest end of a quiet period in `offer_lapsed` (no timer: checked on other events).
     quiet_deadline: Option<Duration>,
@@ -508,6 +511,11 @@ impl Planner {
         part.blocks_left -= 1;
         if part.blocks_left == 0 {
             self.have.insert(p);
+            for pe in self.peers.values_mut() {
+                if pe.have.as_ref().is_some_and(|b| !b.contains(p)) {
+                    pe.lacking += 1;
+                }
+            }
             self.needed.remove(p);
             self.completed_parts += 1;
             if announce {
@@ -616,6 +624,7 @@ impl Planner {
                     refused: PartitionBits::new(self.n_parts),
                     refused_until: None,
                     slow_strikes: 0,
+                    lacking: 0,
                 },
             );
         }
@@ -637,8 +646,15 @@ impl Planner {
                 }
             }
         }
+        let lacking = bits.as_ref().map_or(0, |theirs| {
+            (theirs.words().iter())
+                .zip(self.have.words())
+                .map(|(t, m)| (m & !t).count_ones())
+                .sum()
+        });
         if let Some(pe) = self.peers.get_mut(&peer) {
             pe.have = bits;
+            pe.lacking = lacking;
         }
         self.rebalance(now);
         self.schedule(now);
@@ -668,6 +684,9 @@ impl Planner {
         if let Some(b) = &mut pe.have
             && b.insert(p)
         {
+            if self.have.contains(p) {
+                pe.lacking -= 1;
+            }
             self.avail[p as usize] += 1;
             if self.needed.contains(p) {
                 self.schedule(now);
@@ -702,7 +721,7 @@ impl Planner {
             self.remove_have(pe.have);
         }
         self.accepted_per_peer.remove(&peer);
-        self.offers.remove(&peer);
+        self.withdraw_offer(peer);
         self.offer_lapsed.remove(&peer);
         self.superseed_refusals.retain(|(q, _), _| *q != peer);
         // A partition handed to a peer that left has no copy through it any more.
@@ -1313,7 +1332,7 @@ impl Planner {
         self.advance(now);
         let id = UploadId(self.next_upload);
         self.next_upload += 1;
-        self.offers.remove(&peer);
+        self.withdraw_offer(peer);
         if self.banned.contains(&peer) || !self.serves(&range) {
             self.actions.push_back(Action::RefuseUpload { id });
             return id;
@@ -1465,19 +1484,11 @@ impl Planner {
         self.make_offers();
     }
 
-    /// Whether `peer` lacks some partition we have.
-    fn lacks_ours(&self, pe: &Peer) -> bool {
-        match &pe.have {
-            None => false,
-            // Fewer partitions than ours: they lack one of ours for sure (the cheap test); as
-            // many or more: a word-wise check, unless we are complete (then they are too).
-            Some(theirs) => {
-                theirs.count() < self.have.count()
-                    || (!self.is_complete()
-                        && (theirs.words().iter())
-                            .zip(self.have.words())
-                            .any(|(t, m)| m & !t != 0))
-            }
+    /// Forgets the offer to `peer` (it answered or left); the offer timer follows the
+    /// earliest offer still open, so no wake-up is left behind for an answered offer.
+    fn withdraw_offer(&mut self, peer: PeerId) {
+        if self.offers.remove(&peer).is_some() {
+            self.offer_deadline = self.offers.values().min().copied();
         }
     }
 
@@ -1527,20 +1538,22 @@ impl Planner {
         if free == 0 {
             return;
         }
-        let mut serving: BTreeMap<PeerId, u32> = BTreeMap::new();
-        for u in self.uploads.values() {
-            *serving.entry(u.peer).or_default() += 1;
-        }
         let mut cands: Vec<(u32, u32, u64, PeerId)> = Vec::new();
         for (id, pe) in self.peers.iter() {
-            if self.offers.contains_key(id)
-                || self.offer_lapsed.contains_key(id)
-                || !self.lacks_ours(pe)
+            debug_assert_eq!(
+                pe.lacking,
+                pe.have.as_ref().map_or(0, |t| (t.words().iter())
+                    .zip(self.have.words())
+                    .map(|(t, m)| (m & !t).count_ones())
+                    .sum::<u32>())
+            );
+            if pe.lacking == 0 || self.offers.contains_key(id) || self.offer_lapsed.contains_key(id)
             {
                 continue;
             }
             let progress = pe.have.as_ref().map_or(self.n_parts, |h| h.count());
-            let load = serving.get(id).copied().unwrap_or(0);
+            // Uploads to this peer, queued or active (few: at most the slots plus the queue).
+            let load = self.uploads.values().filter(|u| u.peer == *id).count() as u32;
             cands.push((load, progress, 0, *id));
         }
         for c in cands.iter_mut() {

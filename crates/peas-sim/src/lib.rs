@@ -302,6 +302,7 @@ pub struct Sim {
     dirty: Vec<u32>,
     /// Events processed, by kind ([`EVENT_KINDS`]).
     events_by_kind: [u64; 9],
+    scratch: Scratch,
 }
 
 const ORIGIN: u32 = 0;
@@ -423,6 +424,7 @@ impl Sim {
             shunned: BTreeSet::new(),
             dirty: Vec::new(),
             events_by_kind: [0; 9],
+            scratch: Scratch::default(),
         };
         // The origin first, then everyone else in a random order (ties at t=0).
         sim.nodes[0].joined = true;
@@ -1290,12 +1292,22 @@ impl Sim {
         for chunk in d.chunks(4) {
             self.recompute(chunk);
         }
+        d.clear();
+        self.dirty = d;
     }
 
     /// One progressive-filling round; returns the nodes at the far end of transfers that
-    /// slowed down.
+    /// slowed down (only with [`SimConfig::second_round`]).
     fn refill(&mut self, nodes: &[u32]) -> Vec<u32> {
-        let mut fl: Vec<u32> = Vec::new();
+        let mut sc = std::mem::take(&mut self.scratch);
+        let freed = self.refill_with(nodes, &mut sc);
+        self.scratch = sc;
+        freed
+    }
+
+    fn refill_with(&mut self, nodes: &[u32], sc: &mut Scratch) -> Vec<u32> {
+        let fl = &mut sc.flows;
+        fl.clear();
         for &n in nodes {
             let x = &self.nodes[n as usize];
             fl.extend(x.up_flows.iter().copied());
@@ -1306,51 +1318,57 @@ impl Sim {
         if fl.is_empty() {
             return Vec::new();
         }
-        // Constraints: (node, is_up) -> residual capacity and unfrozen users, keyed by
-        // `node * 2 + is_up`, sorted for binary search.
-        let mut keys: Vec<u64> = Vec::with_capacity(fl.len() * 2);
-        for &f in &fl {
-            let x = &self.flows[f as usize];
-            keys.push(u64::from(x.src) * 2 + 1);
-            keys.push(u64::from(x.dst) * 2);
+        // Constraints: one per (node, direction) that a transfer of `fl` uses, found through
+        // `sc.slot` (indexed by `node * 2 + is_up`, valid when stamped with this round's
+        // epoch): residual capacity and unfrozen users.
+        sc.epoch = sc.epoch.wrapping_add(1);
+        if sc.epoch == 0 {
+            sc.slot.iter_mut().for_each(|s| *s = (0, 0));
+            sc.epoch = 1;
         }
-        keys.sort_unstable();
-        keys.dedup();
-        let mut cons: Vec<(u32, bool, f64, u32)> = keys
-            .iter()
-            .map(|k| ((k / 2) as u32, k % 2 == 1, 0.0, 0))
-            .collect();
-        let pos = |k: u64| keys.binary_search(&k).unwrap_or(0);
-        let ends: Vec<(usize, usize)> = fl
-            .iter()
-            .map(|&f| {
-                let x = &self.flows[f as usize];
-                (pos(u64::from(x.src) * 2 + 1), pos(u64::from(x.dst) * 2))
-            })
-            .collect();
-        // Residual capacity: what the transfers outside `fl` leave (their rates held fixed).
-        for c in cons.iter_mut() {
-            let x = &self.nodes[c.0 as usize];
-            c.2 = if c.1 {
-                x.up - x.up_used
-            } else {
-                x.down - x.down_used
+        if sc.slot.len() < self.nodes.len() * 2 {
+            sc.slot.resize(self.nodes.len() * 2, (0, 0));
+        }
+        let epoch = sc.epoch;
+        let cons = &mut sc.cons;
+        cons.clear();
+        let ends = &mut sc.ends;
+        ends.clear();
+        for &f in fl.iter() {
+            let x = &self.flows[f as usize];
+            let mut end = |node: u32, up: bool| {
+                let k = node as usize * 2 + usize::from(up);
+                let s = &mut sc.slot[k];
+                if s.0 != epoch {
+                    *s = (epoch, cons.len() as u32);
+                    let n = &self.nodes[node as usize];
+                    // Residual capacity: what the transfers outside `fl` leave (their rates
+                    // held fixed); the rates of `fl` are added back below.
+                    let residual = if up { n.up - n.up_used } else { n.down - n.down_used };
+                    cons.push((residual, 0u32));
+                }
+                s.1 as usize
             };
+            ends.push((end(x.src, true), end(x.dst, false)));
         }
         for (i, &f) in fl.iter().enumerate() {
             let r = self.flows[f as usize].rate;
-            cons[ends[i].0].2 += r;
-            cons[ends[i].1].2 += r;
+            cons[ends[i].0].0 += r;
+            cons[ends[i].1].0 += r;
         }
         for c in cons.iter_mut() {
-            c.2 = c.2.max(0.0);
+            c.0 = c.0.max(0.0);
         }
-        for &(a, b) in &ends {
-            cons[a].3 += 1;
-            cons[b].3 += 1;
+        for &(a, b) in ends.iter() {
+            cons[a].1 += 1;
+            cons[b].1 += 1;
         }
-        let mut rate = vec![0.0f64; fl.len()];
-        let mut frozen = vec![false; fl.len()];
+        let rate = &mut sc.rate;
+        rate.clear();
+        rate.resize(fl.len(), 0.0);
+        let frozen = &mut sc.frozen;
+        frozen.clear();
+        frozen.resize(fl.len(), false);
         let mut live = fl.len();
         let mut rounds = 0;
         while live > 0 {
@@ -1360,8 +1378,8 @@ impl Sim {
                 // is left at their tighter end (still feasible, slightly below max-min).
                 for (i, &(a, b)) in ends.iter().enumerate() {
                     if !frozen[i] {
-                        let ga = cons[a].2 / f64::from(cons[a].3.max(1));
-                        let gb = cons[b].2 / f64::from(cons[b].3.max(1));
+                        let ga = cons[a].0 / f64::from(cons[a].1.max(1));
+                        let gb = cons[b].0 / f64::from(cons[b].1.max(1));
                         rate[i] += ga.min(gb).max(0.0);
                     }
                 }
@@ -1369,8 +1387,8 @@ impl Sim {
             }
             let delta = cons
                 .iter()
-                .filter(|c| c.3 > 0)
-                .map(|c| c.2 / f64::from(c.3))
+                .filter(|c| c.1 > 0)
+                .map(|c| c.0 / f64::from(c.1))
                 .fold(f64::INFINITY, f64::min)
                 .max(0.0);
             if !delta.is_finite() {
@@ -1379,20 +1397,20 @@ impl Sim {
             for (i, &(a, b)) in ends.iter().enumerate() {
                 if !frozen[i] {
                     rate[i] += delta;
-                    cons[a].2 -= delta;
-                    cons[b].2 -= delta;
+                    cons[a].0 -= delta;
+                    cons[b].0 -= delta;
                 }
             }
             let mut any = false;
             for (i, &(a, b)) in ends.iter().enumerate() {
                 if !frozen[i]
-                    && (cons[a].2 <= 1e-6 * (1.0 + delta) || cons[b].2 <= 1e-6 * (1.0 + delta))
+                    && (cons[a].0 <= 1e-6 * (1.0 + delta) || cons[b].0 <= 1e-6 * (1.0 + delta))
                 {
                     frozen[i] = true;
                     any = true;
                     live -= 1;
-                    cons[a].3 -= 1;
-                    cons[b].3 -= 1;
+                    cons[a].1 -= 1;
+                    cons[b].1 -= 1;
                 }
             }
             if !any {
@@ -1411,7 +1429,7 @@ impl Sim {
             if (new - old).abs() <= 1e-9 * new.max(1.0) || (new > old && new < old * 1.01) {
                 continue;
             }
-            if new < old {
+            if new < old && self.cfg.second_round {
                 let x = &self.flows[f as usize];
                 for end in [x.src, x.dst] {
                     if !nodes.contains(&end) {
@@ -1443,6 +1461,22 @@ impl Sim {
         freed.dedup();
         freed
     }
+}
+
+/// Reusable buffers of [`Sim::refill`] (it runs millions of times; allocating them each time
+/// cost a tenth of the run).
+#[derive(Debug, Default)]
+struct Scratch {
+    flows: Vec<u32>,
+    /// Per constraint: residual capacity, unfrozen users.
+    cons: Vec<(f64, u32)>,
+    /// Per transfer of `flows`: its constraints (upload end, download end).
+    ends: Vec<(usize, usize)>,
+    /// Per `node * 2 + is_up`: (epoch, constraint index).
+    slot: Vec<(u32, u32)>,
+    epoch: u32,
+    rate: Vec<f64>,
+    frozen: Vec<bool>,
 }
 
 /// Takes transfer `f` (at `rate`) off one side of a node: its list and its rate sum (reset to
