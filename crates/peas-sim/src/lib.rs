@@ -303,6 +303,8 @@ pub struct Sim {
     /// Events processed, by kind ([`EVENT_KINDS`]).
     events_by_kind: [u64; 9],
     scratch: Scratch,
+    /// Reusable snapshot of an announcer's peers.
+    peers_scratch: Vec<u32>,
 }
 
 const ORIGIN: u32 = 0;
@@ -425,6 +427,7 @@ impl Sim {
             dirty: Vec::new(),
             events_by_kind: [0; 9],
             scratch: Scratch::default(),
+            peers_scratch: Vec::new(),
         };
         // The origin first, then everyone else in a random order (ties at t=0).
         sim.nodes[0].joined = true;
@@ -775,10 +778,13 @@ impl Sim {
             }
             Ev::CancelArrive { src, upload } => self.cancel_arrive(src, upload),
             Ev::Have { from, part } => {
-                // One event per announce, delivered to every current peer of the announcer.
-                let peers = self.nodes[from as usize].peers.clone();
+                // One event per announce, delivered to every current peer of the announcer
+                // (a snapshot: a drain below may connect or drop peers of `from`).
+                let mut peers = std::mem::take(&mut self.peers_scratch);
+                peers.clear();
+                peers.extend_from_slice(&self.nodes[from as usize].peers);
                 let now = dur(self.now);
-                for node in peers {
+                for &node in &peers {
                     let n = &mut self.nodes[node as usize];
                     if n.left {
                         continue;
@@ -795,6 +801,7 @@ impl Sim {
                         self.drain(node);
                     }
                 }
+                self.peers_scratch = peers;
             }
             Ev::Offer { from, to } => {
                 let n = &mut self.nodes[to as usize];

@@ -16,6 +16,8 @@ pub(crate) struct EventQueue<T> {
     /// Bucket `i` (1..=64) holds items whose time first differs from `last` at bit `i - 1`
     /// (counting from the least significant), with the smallest time in it.
     buckets: Vec<(Vec<Item<T>>, u64)>,
+    /// Scratch space of `pop` (kept for its capacity).
+    here: Vec<Item<T>>,
 }
 
 impl<T> EventQueue<T> {
@@ -24,6 +26,7 @@ impl<T> EventQueue<T> {
             last: 0,
             now: VecDeque::new(),
             buckets: (0..65).map(|_| (Vec::new(), u64::MAX)).collect(),
+            here: Vec::new(),
         }
     }
 
@@ -60,10 +63,13 @@ impl<T> EventQueue<T> {
     pub(crate) fn pop(&mut self) -> Option<Item<T>> {
         if self.now.is_empty() {
             let i = (1..65).find(|&i| !self.buckets[i].0.is_empty())?;
-            let (items, min) = std::mem::replace(&mut self.buckets[i], (Vec::new(), u64::MAX));
-            self.last = min;
-            let mut here: Vec<Item<T>> = Vec::new();
-            for it in items {
+            // Every item of bucket `i` moves to a lower bucket (or to `now`) once `last` is
+            // its smallest time, so the emptied vector goes back to bucket `i` with its
+            // capacity: no allocation in the steady state.
+            let mut items = std::mem::take(&mut self.buckets[i].0);
+            self.last = std::mem::replace(&mut self.buckets[i].1, u64::MAX);
+            let mut here = std::mem::take(&mut self.here);
+            for it in items.drain(..) {
                 let b = self.bucket_of(it.0);
                 if b == 0 {
                     here.push(it);
@@ -73,8 +79,10 @@ impl<T> EventQueue<T> {
                     v.push(it);
                 }
             }
+            self.buckets[i].0 = items;
             here.sort_unstable_by_key(|it| it.1);
-            self.now.extend(here);
+            self.now.extend(here.drain(..));
+            self.here = here;
         }
         self.now.pop_front()
     }
