@@ -183,7 +183,10 @@ pub struct Config {
     /// Offer free upload slots to peers that lack something we have ([`Action::Offer`]) when no
     /// request is queued.
     pub offers: bool,
-    /// An offer not answered by a request within this long frees its slot for another peer.
+    /// An offer not answered by a request within this long frees its slot for another peer,
+    /// and that peer is not offered again for ten times as long. Checked at the planner's
+    /// next event: lapsing wakes no timer (an uploader with a free slot hears of requests,
+    /// finished uploads and new partitions often enough).
     pub offer_timeout: Duration,
     /// Endgame (duplicate in-flight requests) is allowed once at most this many blocks are
     /// missing and none is unrequested.

@@ -182,9 +182,10 @@ pub struct Planner {
     /// Peers whose last offer lapsed unanswered: not offered again until then (or until we
     /// gain a partition).
     offer_lapsed: SortedMap<PeerId, Duration>,
-    /// Earliest lapse in `offers` (kept exact, so an answered offer leaves no timer). A timer.
+    /// Earliest lapse in `offers`. No timer: checked on the next event (see
+    /// [`Config::offer_timeout`]).
     offer_deadline: Option<Duration>,
-    /// Earliest end of a quiet period in `offer_lapsed` (no timer: checked on other events).
+    /// Earliest end of a quiet period in `offer_lapsed` (no timer either).
     quiet_deadline: Option<Duration>,
 }
 
@@ -1175,14 +1176,12 @@ impl Planner {
     /// back from slow peers, retries peers whose backoff ended, and hands out new requests.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.advance(now);
+        self.peer_deadline = None;
         for pe in self.peers.values_mut() {
             if pe.refused_until.is_some_and(|t| t <= now) {
                 pe.refused.clear();
                 pe.refused_until = None;
             }
-        }
-        self.peer_deadline = None;
-        for pe in self.peers.values() {
             let mut d = pe.refused_until;
             if pe.retry_at > now {
                 d = Some(d.map_or(pe.retry_at, |x| x.min(pe.retry_at)));
@@ -1232,12 +1231,6 @@ impl Planner {
         if !self.is_complete()
             && let Some(d) = self.peer_deadline
         {
-            consider(d);
-        }
-        if let Some(d) = self.offer_deadline {
-            consider(d);
-        }
-        if let Some(d) = self.quiet_deadline {
             consider(d);
         }
         t
@@ -1484,8 +1477,7 @@ impl Planner {
         self.make_offers();
     }
 
-    /// Forgets the offer to `peer` (it answered or left); the offer timer follows the
-    /// earliest offer still open, so no wake-up is left behind for an answered offer.
+    /// Forgets the offer to `peer` (it answered or left), keeping `offer_deadline` exact.
     fn withdraw_offer(&mut self, peer: PeerId) {
         if self.offers.remove(&peer).is_some() {
             self.offer_deadline = self.offers.values().min().copied();

@@ -137,7 +137,7 @@ pub struct SimReport {
     /// Events processed.
     pub events: u64,
     /// Events processed by kind, in the order of [`EVENT_KINDS`] (where simulation time goes).
-    pub events_by_kind: [u64; 9],
+    pub events_by_kind: [u64; 10],
     /// Whether the origin left during the run.
     pub origin_left: bool,
     /// Whether the run stopped at its safety limit instead of completing.
@@ -218,6 +218,7 @@ enum Ev {
     Have { from: u32, part: u32 },
     Offer { from: u32, to: u32 },
     Timer { node: u32, ver: u32 },
+    Progress { flow: u32, dst: u32, req: u64 },
 }
 
 #[derive(Debug)]
@@ -268,6 +269,8 @@ struct Flow {
     bad: bool,
     /// Time of the FlowEnd event pending for this flow (`Ns::MAX`: none).
     sched: Ns,
+    /// Whether the receiver's first progress report is scheduled.
+    progress: bool,
 }
 
 /// The simulator state. Rate sharing: max-min fair (what competing TCP or QUIC flows converge
@@ -301,7 +304,7 @@ pub struct Sim {
     /// instant, before time advances.
     dirty: Vec<u32>,
     /// Events processed, by kind ([`EVENT_KINDS`]).
-    events_by_kind: [u64; 9],
+    events_by_kind: [u64; 10],
     scratch: Scratch,
     /// Reusable snapshot of an announcer's peers.
     peers_scratch: Vec<u32>,
@@ -309,8 +312,12 @@ pub struct Sim {
 
 const ORIGIN: u32 = 0;
 
+/// A receiver reports a transfer's progress to its planner after this many bytes (peas-net
+/// reports every 128 KiB); the simulator models the first report of every transfer.
+const PROGRESS_STEP: u64 = 128 * 1024;
+
 /// Names of the event kinds, in the order of [`SimReport::events_by_kind`].
-pub const EVENT_KINDS: [&str; 9] = [
+pub const EVENT_KINDS: [&str; 10] = [
     "join",
     "request_arrives",
     "refused",
@@ -320,6 +327,7 @@ pub const EVENT_KINDS: [&str; 9] = [
     "have",
     "offer",
     "timer",
+    "progress",
 ];
 
 impl Sim {
@@ -425,7 +433,7 @@ impl Sim {
             draining: false,
             shunned: BTreeSet::new(),
             dirty: Vec::new(),
-            events_by_kind: [0; 9],
+            events_by_kind: [0; 10],
             scratch: Scratch::default(),
             peers_scratch: Vec::new(),
         };
@@ -722,6 +730,7 @@ impl Sim {
             Ev::Have { .. } => 6,
             Ev::Offer { .. } => 7,
             Ev::Timer { .. } => 8,
+            Ev::Progress { .. } => 9,
         };
         self.events_by_kind[k] += 1;
         match ev {
@@ -811,6 +820,20 @@ impl Sim {
                 n.planner
                     .handle_peer_offer(dur(self.now), PeerId(u64::from(from)));
                 self.drain(to);
+            }
+            Ev::Progress { flow, dst, req } => {
+                let f = &self.flows[flow as usize];
+                if !f.alive || f.dst != dst || f.req != req || f.bad {
+                    return;
+                }
+                self.advance_flow(flow, self.now);
+                let received = (PROGRESS_STEP / CHUNK_GROUP) * CHUNK_GROUP;
+                self.nodes[dst as usize].planner.handle_request_progress(
+                    dur(self.now),
+                    RequestId(req),
+                    received,
+                );
+                self.drain(dst);
             }
             Ev::Timer { node, ver } => {
                 let n = &self.nodes[node as usize];
@@ -947,8 +970,9 @@ impl Sim {
     /// Reports verified progress of `node`'s active downloads to its planner.
     fn report_progress(&mut self, node: u32) {
         let now = self.now;
-        let flows = self.nodes[node as usize].down_flows.clone();
-        for f in flows {
+        // Neither call below adds or removes transfers.
+        for k in 0..self.nodes[node as usize].down_flows.len() {
+            let f = self.nodes[node as usize].down_flows[k];
             self.advance_flow(f, now);
             let fl = &self.flows[f as usize];
             if fl.bad {
@@ -1192,6 +1216,7 @@ impl Sim {
             ver,
             bad,
             sched: Ns::MAX,
+            progress: false,
         };
         self.nodes[src as usize].up_flows.push(id);
         self.nodes[dst as usize].down_flows.push(id);
@@ -1351,7 +1376,11 @@ impl Sim {
                     let n = &self.nodes[node as usize];
                     // Residual capacity: what the transfers outside `fl` leave (their rates
                     // held fixed); the rates of `fl` are added back below.
-                    let residual = if up { n.up - n.up_used } else { n.down - n.down_used };
+                    let residual = if up {
+                        n.up - n.up_used
+                    } else {
+                        n.down - n.down_used
+                    };
                     cons.push((residual, 0u32));
                 }
                 s.1 as usize
@@ -1452,6 +1481,15 @@ impl Sim {
             self.nodes[dst as usize].down_used += new - old;
             let x = &mut self.flows[f as usize];
             let remaining = (x.total - x.done).max(0.0);
+            if new > 0.0 && !x.progress && x.total > PROGRESS_STEP as f64 && !x.bad {
+                // The receiver sees the first PROGRESS_STEP bytes one latency after they left.
+                x.progress = true;
+                let step = (PROGRESS_STEP as f64 - x.done).max(0.0);
+                let t = now + self.lat + ((step / new) * 1e9).ceil() as Ns;
+                let (dst, req) = (x.dst, x.req);
+                self.push(t, Ev::Progress { flow: f, dst, req });
+            }
+            let x = &mut self.flows[f as usize];
             if new > 0.0 {
                 // Only an earlier end needs a new event; a later one is re-armed when the
                 // pending event fires early.
