@@ -232,8 +232,6 @@ struct ReqState {
 #[derive(Debug)]
 struct Node {
     planner: Planner,
-    up: f64,
-    down: f64,
     joined: bool,
     left: bool,
     liar: bool,
@@ -242,16 +240,25 @@ struct Node {
     timer: Option<Ns>,
     timer_ver: u32,
     peers: Vec<u32>,
-    up_flows: Vec<u32>,
-    /// Sum of the rates of `up_flows` / `down_flows`, kept up to date with every rate change.
-    up_used: f64,
-    down_used: f64,
-    down_flows: Vec<u32>,
     reqs: HashMap<u64, ReqState>,
     ups: HashMap<u64, (u32, u64)>,
     /// When this node learned that a given peer lies: it verified a bad chunk group from it
     /// (bad data of a request it had already cancelled teaches it nothing).
     bad_from: HashMap<u32, Ns>,
+}
+
+/// A node's link state, kept apart from its planner so that the rate re-sharing, which runs
+/// around every transfer start and end, touches a few compact arrays instead of the large
+/// per-node records.
+#[derive(Debug, Default)]
+struct Nic {
+    up: f64,
+    down: f64,
+    /// Sum of the rates of `up_flows` / `down_flows`, kept up to date with every rate change.
+    up_used: f64,
+    down_used: f64,
+    up_flows: Vec<u32>,
+    down_flows: Vec<u32>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -278,6 +285,8 @@ struct Flow {
 pub struct Sim {
     cfg: SimConfig,
     nodes: Vec<Node>,
+    /// Link state per node, same indices as `nodes`.
+    nics: Vec<Nic>,
     flows: Vec<Flow>,
     free_flows: Vec<u32>,
     heap: EventQueue<Ev>,
@@ -368,6 +377,7 @@ impl Sim {
         let late: BTreeSet<u32> = order.iter().take(n_late).copied().collect();
 
         let mut nodes = Vec::with_capacity(total);
+        let mut nics = Vec::with_capacity(total);
         for i in 0..total as u32 {
             let seed = rng.random::<u64>();
             let piece = cfg.partition_size.min(cfg.piece_size.max(1));
@@ -384,10 +394,13 @@ impl Sim {
             } else {
                 0
             };
-            nodes.push(Node {
-                planner,
+            nics.push(Nic {
                 up,
                 down,
+                ..Nic::default()
+            });
+            nodes.push(Node {
+                planner,
                 joined: false,
                 left: false,
                 liar: liars.contains(&i),
@@ -396,10 +409,6 @@ impl Sim {
                 timer: None,
                 timer_ver: 0,
                 peers: Vec::new(),
-                up_flows: Vec::new(),
-                up_used: 0.0,
-                down_used: 0.0,
-                down_flows: Vec::new(),
                 reqs: HashMap::new(),
                 ups: HashMap::new(),
                 bad_from: HashMap::new(),
@@ -411,6 +420,7 @@ impl Sim {
         let mut sim = Self {
             cfg,
             nodes,
+            nics,
             flows: Vec::new(),
             free_flows: Vec::new(),
             heap: EventQueue::new(),
@@ -465,8 +475,8 @@ impl Sim {
 
     /// The run's lower bound in seconds.
     pub fn bound_s(&self) -> f64 {
-        let ups: Vec<f64> = self.nodes[1..].iter().map(|n| n.up).collect();
-        let downs: Vec<f64> = self.nodes[1..].iter().map(|n| n.down).collect();
+        let ups: Vec<f64> = self.nics[1..].iter().map(|n| n.up).collect();
+        let downs: Vec<f64> = self.nics[1..].iter().map(|n| n.down).collect();
         kumar_ross_bound(self.cfg.size, self.cfg.origin_upload, &ups, &downs)
     }
 
@@ -538,7 +548,7 @@ impl Sim {
                 .map(|n| n.done_at.map(|t| t as f64 / 1e9))
                 .collect(),
             slow_nodes: (1..self.nodes.len())
-                .filter(|&i| self.nodes[i].up < self.cfg.upload)
+                .filter(|&i| self.nics[i].up < self.cfg.upload)
                 .collect(),
             lying_nodes: (1..self.nodes.len())
                 .filter(|&i| self.nodes[i].liar)
@@ -592,7 +602,7 @@ impl Sim {
             "t={:7.3}s swarm_up={:8.1}MiB/s ({:5.1}%) origin_up={:6.1}MiB/s flows={} done={} avg_verified={:5.1}% uncovered={}",
             self.next_trace as f64 / 1e9,
             up / MIB,
-            100.0 * up / (self.nodes.iter().map(|x| x.up).sum::<f64>()),
+            100.0 * up / (self.nics.iter().map(|x| x.up).sum::<f64>()),
             origin / MIB,
             active,
             done,
@@ -609,7 +619,7 @@ impl Sim {
         let nn = self.nodes.len();
         let mut cap: Vec<f64> = (0..nn * 2)
             .map(|k| {
-                let x = &self.nodes[k / 2];
+                let x = &self.nics[k / 2];
                 if k % 2 == 1 { x.up } else { x.down }
             })
             .collect();
@@ -654,16 +664,16 @@ impl Sim {
             dnr[f.dst as usize] += f.rate;
         }
         let up_sat = (0..nn)
-            .filter(|&i| upr[i] >= 0.95 * self.nodes[i].up)
+            .filter(|&i| upr[i] >= 0.95 * self.nics[i].up)
             .count();
         let down_sat = (0..nn)
-            .filter(|&i| dnr[i] >= 0.95 * self.nodes[i].down)
+            .filter(|&i| dnr[i] >= 0.95 * self.nics[i].down)
             .count();
         let both = live
             .iter()
             .filter(|f| {
-                upr[f.src as usize] < 0.95 * self.nodes[f.src as usize].up
-                    && dnr[f.dst as usize] < 0.95 * self.nodes[f.dst as usize].down
+                upr[f.src as usize] < 0.95 * self.nics[f.src as usize].up
+                    && dnr[f.dst as usize] < 0.95 * self.nics[f.dst as usize].down
             })
             .count();
         // Unsaturated downloaders: requests in flight, of which flowing.
@@ -674,7 +684,7 @@ impl Sim {
             if !x.joined || x.left || x.done_at.is_some() {
                 continue;
             }
-            if dnr[i] < 0.95 * x.down {
+            if dnr[i] < 0.95 * self.nics[i].down {
                 dn += 1;
                 dreq += x.reqs.len();
                 dflow += x.reqs.values().filter(|r| r.flow.is_some()).count();
@@ -688,9 +698,9 @@ impl Sim {
                     })
                     .count();
             }
-            if upr[i] < 0.95 * x.up {
+            if upr[i] < 0.95 * self.nics[i].up {
                 un += 1;
-                uflows += x.up_flows.len();
+                uflows += self.nics[i].up_flows.len();
                 uq += x.planner.queued_uploads();
                 let mine = x.planner.have_partitions();
                 uneed += x
@@ -923,10 +933,10 @@ impl Sim {
         // Progress first, so verified prefixes count.
         self.report_progress(a);
         self.report_progress(b);
-        let flows: Vec<u32> = self.nodes[a as usize]
+        let flows: Vec<u32> = self.nics[a as usize]
             .up_flows
             .iter()
-            .chain(self.nodes[a as usize].down_flows.iter())
+            .chain(self.nics[a as usize].down_flows.iter())
             .copied()
             .filter(|&f| {
                 let fl = &self.flows[f as usize];
@@ -971,8 +981,8 @@ impl Sim {
     fn report_progress(&mut self, node: u32) {
         let now = self.now;
         // Neither call below adds or removes transfers.
-        for k in 0..self.nodes[node as usize].down_flows.len() {
-            let f = self.nodes[node as usize].down_flows[k];
+        for k in 0..self.nics[node as usize].down_flows.len() {
+            let f = self.nics[node as usize].down_flows[k];
             self.advance_flow(f, now);
             let fl = &self.flows[f as usize];
             if fl.bad {
@@ -1016,7 +1026,7 @@ impl Sim {
         if self.nodes[src as usize].ups.remove(&upload).is_none() {
             return;
         }
-        let flow = self.nodes[src as usize]
+        let flow = self.nics[src as usize]
             .up_flows
             .iter()
             .copied()
@@ -1218,8 +1228,8 @@ impl Sim {
             sched: Ns::MAX,
             progress: false,
         };
-        self.nodes[src as usize].up_flows.push(id);
-        self.nodes[dst as usize].down_flows.push(id);
+        self.nics[src as usize].up_flows.push(id);
+        self.nics[dst as usize].down_flows.push(id);
         self.dirty.push(src);
         self.dirty.push(dst);
         id
@@ -1234,11 +1244,12 @@ impl Sim {
         fl.done += add;
         fl.last = now;
         let src_origin = fl.src == ORIGIN;
-        let (src, dst) = (fl.src, fl.dst);
+        let (src, dst, bad) = (fl.src, fl.dst, fl.bad);
         if src_origin {
             self.origin_egress += add;
         }
-        if self.nodes[src as usize].liar
+        // A liar's transfers, and only those, carry bad data.
+        if bad
             && self.nodes[dst as usize]
                 .bad_from
                 .get(&src)
@@ -1271,9 +1282,9 @@ impl Sim {
         }
         let rate = fl.rate;
         self.flows[f as usize].rate = 0.0;
-        let up = &mut self.nodes[src as usize];
+        let up = &mut self.nics[src as usize];
         remove_flow(&mut up.up_flows, &mut up.up_used, f, rate);
-        let down = &mut self.nodes[dst as usize];
+        let down = &mut self.nics[dst as usize];
         remove_flow(&mut down.down_flows, &mut down.down_used, f, rate);
         if let Some(r) = self.nodes[dst as usize]
             .reqs
@@ -1341,7 +1352,7 @@ impl Sim {
         let fl = &mut sc.flows;
         fl.clear();
         for &n in nodes {
-            let x = &self.nodes[n as usize];
+            let x = &self.nics[n as usize];
             fl.extend(x.up_flows.iter().copied());
             fl.extend(x.down_flows.iter().copied());
         }
@@ -1373,7 +1384,7 @@ impl Sim {
                 let s = &mut sc.slot[k];
                 if s.0 != epoch {
                     *s = (epoch, cons.len() as u32);
-                    let n = &self.nodes[node as usize];
+                    let n = &self.nics[node as usize];
                     // Residual capacity: what the transfers outside `fl` leave (their rates
                     // held fixed); the rates of `fl` are added back below.
                     let residual = if up {
@@ -1477,8 +1488,8 @@ impl Sim {
             let x = &mut self.flows[f as usize];
             x.rate = new;
             let (src, dst) = (x.src, x.dst);
-            self.nodes[src as usize].up_used += new - old;
-            self.nodes[dst as usize].down_used += new - old;
+            self.nics[src as usize].up_used += new - old;
+            self.nics[dst as usize].down_used += new - old;
             let x = &mut self.flows[f as usize];
             let remaining = (x.total - x.done).max(0.0);
             if new > 0.0 && !x.progress && x.total > PROGRESS_STEP as f64 && !x.bad {
