@@ -309,8 +309,8 @@ pub struct Sim {
     draining: bool,
     /// Pairs (low, high) never to connect again (one banned or dropped the other).
     shunned: BTreeSet<(u32, u32)>,
-    /// Nodes whose transfers changed at the current instant; rates are re-shared once per
-    /// instant, before time advances.
+    /// Sides (`node * 2 + is_up`) whose transfers changed at the current instant; rates are
+    /// re-shared once per instant, before time advances.
     dirty: Vec<u32>,
     /// Events processed, by kind ([`EVENT_KINDS`]).
     events_by_kind: [u64; 10],
@@ -1230,8 +1230,8 @@ impl Sim {
         };
         self.nics[src as usize].up_flows.push(id);
         self.nics[dst as usize].down_flows.push(id);
-        self.dirty.push(src);
-        self.dirty.push(dst);
+        self.dirty.push(src * 2 + 1);
+        self.dirty.push(dst * 2);
         id
     }
 
@@ -1294,8 +1294,8 @@ impl Sim {
             r.flow = None;
         }
         self.free_flows.push(f);
-        self.dirty.push(src);
-        self.dirty.push(dst);
+        self.dirty.push(src * 2 + 1);
+        self.dirty.push(dst * 2);
     }
 
     fn flow_end(&mut self, f: u32) {
@@ -1312,11 +1312,12 @@ impl Sim {
         self.push(self.now + self.lat, Ev::DataDone { dst, req, bad });
     }
 
-    /// Re-shares capacities after the transfers of `changed` nodes changed.
+    /// Re-shares capacities after the transfers on `changed` sides (`node * 2 + is_up`: a
+    /// node's upload or its download) changed.
     ///
-    /// Max-min fairness by progressive filling over the transfers of the changed nodes, with
+    /// Max-min fairness by progressive filling over the transfers of the changed sides, with
     /// every other transfer's rate held fixed (its share of a node is taken off that node's
-    /// capacity first). A second round re-fills around the nodes that gained capacity because
+    /// capacity first). A second round re-fills around the sides that gained capacity because
     /// a transfer of theirs slowed down. Local, so O(transfers near the change) per event,
     /// and always feasible: no node ever sends or receives more than its capacity.
     fn recompute(&mut self, changed: &[u32]) {
@@ -1326,35 +1327,38 @@ impl Sim {
         }
     }
 
-    /// Re-shares rates around every node whose transfers changed at this instant, a few
-    /// nodes at a time (progressive filling is superlinear in the transfers involved).
+    /// Re-shares rates around every side whose transfers changed at this instant, a few
+    /// sides at a time (progressive filling is superlinear in the transfers involved).
     fn flush_dirty(&mut self) {
         let mut d = std::mem::take(&mut self.dirty);
         d.sort_unstable();
         d.dedup();
-        for chunk in d.chunks(4) {
+        for chunk in d.chunks(8) {
             self.recompute(chunk);
         }
         d.clear();
         self.dirty = d;
     }
 
-    /// One progressive-filling round; returns the nodes at the far end of transfers that
-    /// slowed down (only with [`SimConfig::second_round`]).
-    fn refill(&mut self, nodes: &[u32]) -> Vec<u32> {
+    /// One progressive-filling round over the transfers of `sides`; returns the sides at the
+    /// far end of transfers that slowed down (only with [`SimConfig::second_round`]).
+    fn refill(&mut self, sides: &[u32]) -> Vec<u32> {
         let mut sc = std::mem::take(&mut self.scratch);
-        let freed = self.refill_with(nodes, &mut sc);
+        let freed = self.refill_with(sides, &mut sc);
         self.scratch = sc;
         freed
     }
 
-    fn refill_with(&mut self, nodes: &[u32], sc: &mut Scratch) -> Vec<u32> {
+    fn refill_with(&mut self, sides: &[u32], sc: &mut Scratch) -> Vec<u32> {
         let fl = &mut sc.flows;
         fl.clear();
-        for &n in nodes {
-            let x = &self.nics[n as usize];
-            fl.extend(x.up_flows.iter().copied());
-            fl.extend(x.down_flows.iter().copied());
+        for &k in sides {
+            let x = &self.nics[(k / 2) as usize];
+            if k % 2 == 1 {
+                fl.extend(x.up_flows.iter().copied());
+            } else {
+                fl.extend(x.down_flows.iter().copied());
+            }
         }
         fl.sort_unstable();
         fl.dedup();
@@ -1478,9 +1482,9 @@ impl Sim {
             }
             if new < old && self.cfg.second_round {
                 let x = &self.flows[f as usize];
-                for end in [x.src, x.dst] {
-                    if !nodes.contains(&end) {
-                        freed.push(end);
+                for side in [x.src * 2 + 1, x.dst * 2] {
+                    if !sides.contains(&side) {
+                        freed.push(side);
                     }
                 }
             }
