@@ -803,6 +803,14 @@ impl Sim {
                 peers.clear();
                 peers.extend_from_slice(&self.nodes[from as usize].peers);
                 let now = dur(self.now);
+                let announcer = PeerId(u64::from(from));
+                for &node in &peers {
+                    std::hint::black_box(
+                        self.nodes[node as usize]
+                            .planner
+                            .warm_peer_has(announcer, part),
+                    );
+                }
                 for &node in &peers {
                     let n = &mut self.nodes[node as usize];
                     if n.left {
