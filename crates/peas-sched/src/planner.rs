@@ -695,6 +695,14 @@ impl Planner {
         }
     }
 
+    /// Whether an announcement ([`Planner::handle_peer_has`]) may lead to an action now.
+    /// When false (the blob is complete, or the request budget is full) it only updates
+    /// bookkeeping, so a shell may hold announcements back and deliver them in a batch just
+    /// before its next call into this planner, with the same outcome.
+    pub fn acts_on_announcements(&self) -> bool {
+        !self.is_complete() && !self.peers.is_empty() && self.requests.len() < self.inflight_cap()
+    }
+
     /// Reads the state a following [`Planner::handle_peer_has`]`(peer, p)` touches, changing
     /// nothing, and returns a value derived from it (to be passed to
     /// `std::hint::black_box`). A shell that delivers one announcement to many planners in a
@@ -705,7 +713,10 @@ impl Planner {
             return 0;
         };
         let w = (p / 64) as usize;
-        let theirs = pe.have.as_ref().map_or(0, |b| b.words().get(w).copied().unwrap_or(0));
+        let theirs = pe
+            .have
+            .as_ref()
+            .map_or(0, |b| b.words().get(w).copied().unwrap_or(0));
         let ours = self.have.words().get(w).copied().unwrap_or(0);
         let needed = self.needed.words().get(w).copied().unwrap_or(0);
         let avail = self.avail.get(p as usize).copied().unwrap_or(0);

@@ -317,6 +317,13 @@ pub struct Sim {
     scratch: Scratch,
     /// Reusable snapshot of an announcer's peers.
     peers_scratch: Vec<u32>,
+    /// Per node: its planner cannot act on an announcement now
+    /// ([`Planner::acts_on_announcements`] is false, as of its last drain).
+    passive: Vec<bool>,
+    /// Per node: it left (a compact copy of `Node::left`).
+    gone: Vec<bool>,
+    /// Per node: announcements held back while it was passive: (announcer, piece, time).
+    deferred: Vec<Vec<(u32, u32, Ns)>>,
 }
 
 const ORIGIN: u32 = 0;
@@ -446,6 +453,9 @@ impl Sim {
             events_by_kind: [0; 10],
             scratch: Scratch::default(),
             peers_scratch: Vec::new(),
+            passive: vec![false; total],
+            gone: vec![false; total],
+            deferred: vec![Vec::new(); total],
         };
         // The origin first, then everyone else in a random order (ties at t=0).
         sim.nodes[0].joined = true;
@@ -749,7 +759,7 @@ impl Sim {
             Ev::Refused { dst, req } => {
                 if self.nodes[dst as usize].reqs.remove(&req).is_some() {
                     let now = dur(self.now);
-                    self.nodes[dst as usize].planner.handle_request_failed(
+                    self.planner_mut(dst).handle_request_failed(
                         now,
                         RequestId(req),
                         Failure::Refused,
@@ -782,15 +792,19 @@ impl Sim {
                 }
                 if let Some(r) = self.nodes[dst as usize].reqs.remove(&req) {
                     let now = dur(self.now);
-                    let node = &mut self.nodes[dst as usize];
                     if bad {
                         // The node learns here that this peer lies (a request it cancelled
                         // while the bad data was in flight taught it nothing).
-                        node.bad_from.entry(r.peer).or_insert(self.now);
-                        node.planner
-                            .handle_request_failed(now, RequestId(req), Failure::BadData);
+                        let t = self.now;
+                        self.nodes[dst as usize].bad_from.entry(r.peer).or_insert(t);
+                        self.planner_mut(dst).handle_request_failed(
+                            now,
+                            RequestId(req),
+                            Failure::BadData,
+                        );
                     } else {
-                        node.planner.handle_request_done(now, RequestId(req));
+                        self.planner_mut(dst)
+                            .handle_request_done(now, RequestId(req));
                     }
                     self.drain(dst);
                 }
@@ -804,6 +818,23 @@ impl Sim {
                 peers.extend_from_slice(&self.nodes[from as usize].peers);
                 let now = dur(self.now);
                 let announcer = PeerId(u64::from(from));
+                // A receiver that cannot act on it now gets it later, in a batch, just before
+                // the simulator next calls into its planner (the same outcome, far fewer
+                // cache misses).
+                let mut k = 0;
+                for i in 0..peers.len() {
+                    let node = peers[i];
+                    if self.gone[node as usize] {
+                        continue;
+                    }
+                    if self.passive[node as usize] && self.cfg.log_node != Some(node) {
+                        self.deferred[node as usize].push((from, part, self.now));
+                    } else {
+                        peers[k] = node;
+                        k += 1;
+                    }
+                }
+                peers.truncate(k);
                 for &node in &peers {
                     std::hint::black_box(
                         self.nodes[node as usize]
@@ -812,20 +843,18 @@ impl Sim {
                     );
                 }
                 for &node in &peers {
-                    let n = &mut self.nodes[node as usize];
-                    if n.left {
-                        continue;
-                    }
                     if self.cfg.log_node == Some(node) {
                         eprintln!(
                             "{:.4} n{node} <- Have {part} from {from}",
                             self.now as f64 / 1e9
                         );
                     }
-                    n.planner
-                        .handle_peer_has(now, PeerId(u64::from(from)), part);
-                    if n.planner.has_actions() {
+                    let planner = self.planner_mut(node);
+                    planner.handle_peer_has(now, announcer, part);
+                    if planner.has_actions() {
                         self.drain(node);
+                    } else {
+                        self.passive[node as usize] = !planner.acts_on_announcements();
                     }
                 }
                 self.peers_scratch = peers;
@@ -835,8 +864,9 @@ impl Sim {
                 if n.left || !n.peers.contains(&from) {
                     return;
                 }
-                n.planner
-                    .handle_peer_offer(dur(self.now), PeerId(u64::from(from)));
+                let now = dur(self.now);
+                self.planner_mut(to)
+                    .handle_peer_offer(now, PeerId(u64::from(from)));
                 self.drain(to);
             }
             Ev::Progress { flow, dst, req } => {
@@ -846,11 +876,9 @@ impl Sim {
                 }
                 self.advance_flow(flow, self.now);
                 let received = (PROGRESS_STEP / CHUNK_GROUP) * CHUNK_GROUP;
-                self.nodes[dst as usize].planner.handle_request_progress(
-                    dur(self.now),
-                    RequestId(req),
-                    received,
-                );
+                let now = dur(self.now);
+                self.planner_mut(dst)
+                    .handle_request_progress(now, RequestId(req), received);
                 self.drain(dst);
             }
             Ev::Timer { node, ver } => {
@@ -860,9 +888,8 @@ impl Sim {
                 }
                 self.nodes[node as usize].timer = None;
                 self.report_progress(node);
-                self.nodes[node as usize]
-                    .planner
-                    .handle_timeout(dur(self.now));
+                let now = dur(self.now);
+                self.planner_mut(node).handle_timeout(now);
                 self.drain(node);
             }
         }
@@ -921,11 +948,9 @@ impl Sim {
         self.nodes[b as usize].peers.push(a);
         let hb = self.have_of(b);
         let ha = self.have_of(a);
-        self.nodes[a as usize]
-            .planner
+        self.planner_mut(a)
             .handle_peer_connected(now, PeerId(u64::from(b)), hb);
-        self.nodes[b as usize]
-            .planner
+        self.planner_mut(b)
             .handle_peer_connected(now, PeerId(u64::from(a)), ha);
         self.drain(b);
         self.drain(a);
@@ -960,11 +985,9 @@ impl Sim {
             n.ups.retain(|_, (d, _)| *d != y);
         }
         let now = dur(self.now);
-        self.nodes[a as usize]
-            .planner
+        self.planner_mut(a)
             .handle_peer_disconnected(now, PeerId(u64::from(b)));
-        self.nodes[b as usize]
-            .planner
+        self.planner_mut(b)
             .handle_peer_disconnected(now, PeerId(u64::from(a)));
         self.drain(a);
         self.drain(b);
@@ -978,6 +1001,7 @@ impl Sim {
 
     fn leave(&mut self, node: u32) {
         self.nodes[node as usize].left = true;
+        self.gone[node as usize] = true;
         let peers = self.nodes[node as usize].peers.clone();
         for p in peers {
             self.disconnect(node, p);
@@ -998,11 +1022,8 @@ impl Sim {
             }
             let received = (fl.done as u64 / CHUNK_GROUP) * CHUNK_GROUP;
             let req = fl.req;
-            self.nodes[node as usize].planner.handle_request_progress(
-                dur(now),
-                RequestId(req),
-                received,
-            );
+            self.planner_mut(node)
+                .handle_request_progress(dur(now), RequestId(req), received);
         }
     }
 
@@ -1015,11 +1036,10 @@ impl Sim {
             return;
         }
         let range = r.range.clone();
-        let uid = self.nodes[src as usize].planner.handle_upload_request(
-            dur(self.now),
-            PeerId(u64::from(dst)),
-            range,
-        );
+        let now = dur(self.now);
+        let uid = self
+            .planner_mut(src)
+            .handle_upload_request(now, PeerId(u64::from(dst)), range);
         self.nodes[src as usize].ups.insert(uid.0, (dst, req));
         if let Some(r) = self.nodes[dst as usize].reqs.get_mut(&req) {
             r.upload = Some(uid.0);
@@ -1042,9 +1062,9 @@ impl Sim {
         if let Some(f) = flow {
             self.kill_flow(f, true);
         }
-        self.nodes[src as usize]
-            .planner
-            .handle_upload_done(dur(self.now), UploadId(upload));
+        let now = dur(self.now);
+        self.planner_mut(src)
+            .handle_upload_done(now, UploadId(upload));
         self.drain(src);
     }
 
@@ -1063,7 +1083,7 @@ impl Sim {
     }
 
     fn drain_one(&mut self, node: u32) {
-        while let Some(a) = self.nodes[node as usize].planner.poll_action() {
+        while let Some(a) = self.planner_mut(node).poll_action() {
             if self.cfg.log_node == Some(node) {
                 eprintln!("{:.4} n{node} {a:?}", self.now as f64 / 1e9);
             }
@@ -1083,6 +1103,27 @@ impl Sim {
                 self.push(t, Ev::Timer { node, ver });
             }
         }
+        let n = &self.nodes[node as usize];
+        self.passive[node as usize] = !n.left && !n.planner.acts_on_announcements();
+    }
+
+    /// `node`'s planner, for a call into it: announcements held back for it are delivered
+    /// first, in their order (see the `Have` event), and until its next drain it counts as one
+    /// that may act on announcements.
+    fn planner_mut(&mut self, node: u32) -> &mut Planner {
+        let x = node as usize;
+        self.passive[x] = false;
+        if !self.deferred[x].is_empty() {
+            let mut held = std::mem::take(&mut self.deferred[x]);
+            let planner = &mut self.nodes[x].planner;
+            for &(from, part, t) in &held {
+                planner.handle_peer_has(dur(t), PeerId(u64::from(from)), part);
+            }
+            debug_assert!(!planner.has_actions(), "a held-back announcement acted");
+            held.clear();
+            self.deferred[x] = held;
+        }
+        &mut self.nodes[x].planner
     }
 
     fn act(&mut self, node: u32, a: Action) {
@@ -1313,9 +1354,9 @@ impl Sim {
         // Bytes of a liar's transfer are counted as wasted.
         self.kill_flow(f, bad);
         self.nodes[src as usize].ups.remove(&upload);
-        self.nodes[src as usize]
-            .planner
-            .handle_upload_done(dur(self.now), UploadId(upload));
+        let now = dur(self.now);
+        self.planner_mut(src)
+            .handle_upload_done(now, UploadId(upload));
         self.drain(src);
         self.push(self.now + self.lat, Ev::DataDone { dst, req, bad });
     }
