@@ -703,26 +703,6 @@ impl Planner {
         !self.is_complete() && !self.peers.is_empty() && self.requests.len() < self.inflight_cap()
     }
 
-    /// Reads the state a following [`Planner::handle_peer_has`]`(peer, p)` touches, changing
-    /// nothing, and returns a value derived from it (to be passed to
-    /// `std::hint::black_box`). A shell that delivers one announcement to many planners in a
-    /// row (the simulator, thousands of planners in one process) calls this for all of them
-    /// first: their cache misses then overlap instead of coming one after another.
-    pub fn warm_peer_has(&self, peer: PeerId, p: u32) -> u64 {
-        let Some(pe) = self.peers.get(&peer) else {
-            return 0;
-        };
-        let w = (p / 64) as usize;
-        let theirs = pe
-            .have
-            .as_ref()
-            .map_or(0, |b| b.words().get(w).copied().unwrap_or(0));
-        let ours = self.have.words().get(w).copied().unwrap_or(0);
-        let needed = self.needed.words().get(w).copied().unwrap_or(0);
-        let avail = self.avail.get(p as usize).copied().unwrap_or(0);
-        theirs ^ ours ^ needed ^ u64::from(avail)
-    }
-
     /// A peer went away. Its in-flight requests end (their verified prefixes kept, their blocks
     /// requestable again), its uploads are dropped. Its ban, if any, stays.
     pub fn handle_peer_disconnected(&mut self, now: Duration, peer: PeerId) {

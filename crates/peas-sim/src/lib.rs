@@ -836,13 +836,6 @@ impl Sim {
                 }
                 peers.truncate(k);
                 for &node in &peers {
-                    std::hint::black_box(
-                        self.nodes[node as usize]
-                            .planner
-                            .warm_peer_has(announcer, part),
-                    );
-                }
-                for &node in &peers {
                     if self.cfg.log_node == Some(node) {
                         eprintln!(
                             "{:.4} n{node} <- Have {part} from {from}",
