@@ -108,7 +108,7 @@ impl Peer {
 
     /// Whether partition `p` may be asked from this peer: it has it and did not refuse it lately.
     fn can_serve(&self, p: u32) -> bool {
-        self.has(p) && !self.refused.contains(p)
+        self.has(p) && (self.refused.is_empty() || !self.refused.contains(p))
     }
 }
 
@@ -915,7 +915,8 @@ impl Planner {
         let pe = self.peers.get(&peer)?;
         let random_mode = self.completed_parts < self.config.random_first;
         let needed = self.needed.words();
-        let refused = pe.refused.words();
+        // Refusals are rare: an empty set is not read at all.
+        let refused = (!pe.refused.is_empty()).then(|| pe.refused.words());
         let mut best: Option<(u32, (bool, u32))> = None;
         let mut ties = 0u32;
         for (wi, &nw) in needed.iter().enumerate() {
@@ -923,7 +924,7 @@ impl Planner {
                 None => u64::MAX,
                 Some(b) => b.words()[wi],
             };
-            let mut w = nw & hw & !refused[wi];
+            let mut w = nw & hw & !refused.map_or(0, |r| r[wi]);
             while w != 0 {
                 let p = wi as u32 * 64 + w.trailing_zeros();
                 w &= w - 1;
