@@ -6,17 +6,59 @@
 /// index outside `0..len`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PartitionBits {
-    words: Vec<u64>,
+    words: Words,
     len: u32,
     /// Number of indices in the set (kept up to date by every mutation).
     ones: u32,
+}
+
+/// Sets of up to this many words (1024 indices) keep them inline: a lookup then needs no
+/// second memory access after reaching the set (a planner holds one set per peer, and
+/// thousands of planners in the simulator miss the caches on every access).
+const INLINE_WORDS: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Words {
+    Inline([u64; INLINE_WORDS]),
+    Heap(Vec<u64>),
+}
+
+impl Default for Words {
+    fn default() -> Self {
+        Words::Inline([0; INLINE_WORDS])
+    }
+}
+
+impl Words {
+    fn zeros(n: usize) -> Self {
+        if n <= INLINE_WORDS {
+            Words::Inline([0; INLINE_WORDS])
+        } else {
+            Words::Heap(vec![0; n])
+        }
+    }
+
+    /// All words, the unused inline ones (always zero) included.
+    fn all(&self) -> &[u64] {
+        match self {
+            Words::Inline(a) => a,
+            Words::Heap(v) => v,
+        }
+    }
+
+    fn all_mut(&mut self) -> &mut [u64] {
+        match self {
+            Words::Inline(a) => a,
+            Words::Heap(v) => v,
+        }
+    }
 }
 
 impl PartitionBits {
     /// An empty set able to hold indices `0..len`.
     pub fn new(len: u32) -> Self {
         Self {
-            words: vec![0; (len as usize).div_ceil(64)],
+            words: Words::zeros((len as usize).div_ceil(64)),
             len,
             ones: 0,
         }
@@ -38,7 +80,7 @@ impl PartitionBits {
 
     /// Whether `i` is in the set (false for indices out of range).
     pub fn contains(&self, i: u32) -> bool {
-        i < self.len && self.words[(i / 64) as usize] & (1u64 << (i % 64)) != 0
+        i < self.len && self.words.all()[(i / 64) as usize] & (1u64 << (i % 64)) != 0
     }
 
     /// Adds `i`; returns true if it was not there. Indices out of range are ignored (false).
@@ -46,7 +88,7 @@ impl PartitionBits {
         if i >= self.len {
             return false;
         }
-        let w = &mut self.words[(i / 64) as usize];
+        let w = &mut self.words.all_mut()[(i / 64) as usize];
         let bit = 1u64 << (i % 64);
         let was = *w & bit != 0;
         *w |= bit;
@@ -61,7 +103,7 @@ impl PartitionBits {
         if i >= self.len {
             return false;
         }
-        let w = &mut self.words[(i / 64) as usize];
+        let w = &mut self.words.all_mut()[(i / 64) as usize];
         let bit = 1u64 << (i % 64);
         let was = *w & bit != 0;
         *w &= !bit;
@@ -73,7 +115,7 @@ impl PartitionBits {
 
     /// Removes every index.
     pub fn clear(&mut self) {
-        self.words.iter_mut().for_each(|w| *w = 0);
+        self.words.all_mut().iter_mut().for_each(|w| *w = 0);
         self.ones = 0;
     }
 
@@ -89,7 +131,7 @@ impl PartitionBits {
 
     /// The indices in the set, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.words.iter().enumerate().flat_map(|(wi, &w)| {
+        self.words().iter().enumerate().flat_map(|(wi, &w)| {
             let mut w = w;
             std::iter::from_fn(move || {
                 if w == 0 {
@@ -104,7 +146,7 @@ impl PartitionBits {
 
     /// The raw words (bit `i % 64` of word `i / 64` is index `i`).
     pub(crate) fn words(&self) -> &[u64] {
-        &self.words
+        &self.words.all()[..(self.len as usize).div_ceil(64)]
     }
 }
 
