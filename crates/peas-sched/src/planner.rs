@@ -1773,6 +1773,27 @@ mod tests {
     }
 
     #[test]
+    fn a_lapsing_offer_wakes_no_timer() {
+        let mut p = Planner::new(cfg(), 2 * PS, PS, 3);
+        p.handle_local_have(0..PS);
+        drain(&mut p);
+        p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![]));
+        drain(&mut p);
+        p.handle_timeout(ms(1));
+        assert!(drain(&mut p).contains(&Action::Offer { peer: PeerId(1) }));
+        // Nothing in flight (peer 1 has nothing we need): no timer, not even for the offer.
+        assert_eq!(p.poll_timeout(), None);
+        // The next event after the lapse frees the slot; peer 1 stays quiet, peer 2 is offered.
+        p.handle_peer_connected(ms(20), PeerId(2), PeerHave::Partitions(vec![]));
+        p.handle_timeout(ms(20));
+        let offers: Vec<Action> = drain(&mut p)
+            .into_iter()
+            .filter(|a| matches!(a, Action::Offer { .. }))
+            .collect();
+        assert_eq!(offers, vec![Action::Offer { peer: PeerId(2) }]);
+    }
+
+    #[test]
     fn no_offers_while_requests_wait_or_when_disabled() {
         let c = Config {
             upload_slots: 1,
