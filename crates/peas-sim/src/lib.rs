@@ -3,9 +3,10 @@
 //! Every simulated node runs the real [`peas_sched::Planner`]. The network is a fluid model:
 //! each node has an upload and a download capacity (bytes/s) shared among its active transfers
 //! (see [`Sim`] for the sharing rule), every message takes one link latency, and a request
-//! therefore costs a round trip before data flows. Nodes may join late, be slow, or lie (serve
-//! data that fails verification at the first 16 KiB chunk group); the origin may leave once
-//! every partition has another copy. Same [`SimConfig`], same [`SimReport`].
+//! therefore costs a round trip before data flows; a receiver reports each transfer's first
+//! 128 KiB to its planner, as peas-net does every 128 KiB. Nodes may join late, be slow, or lie
+//! (serve data that fails verification at the first 16 KiB chunk group); the origin may leave
+//! once every partition has another copy. Same [`SimConfig`], same [`SimReport`].
 //!
 //! What is modelled and what is not is explained in `docs/scheduling.md`.
 
