@@ -179,8 +179,7 @@ pub struct Planner {
     superseed_refusals: BTreeMap<(PeerId, u32), u32>,
     /// Outstanding upload-slot offers: peer → when the offer lapses.
     offers: SortedMap<PeerId, Duration>,
-    /// Peers whose last offer lapsed unanswered: not offered again until then (or until we
-    /// gain a partition).
+    /// Peers whose last offer lapsed unanswered: not offered again until then.
     offer_lapsed: SortedMap<PeerId, Duration>,
     /// Earliest lapse in `offers`. No timer: checked on the next event (see
     /// [`Config::offer_timeout`]).
@@ -647,12 +646,7 @@ impl Planner {
                 }
             }
         }
-        let lacking = bits.as_ref().map_or(0, |theirs| {
-            (theirs.words().iter())
-                .zip(self.have.words())
-                .map(|(t, m)| (m & !t).count_ones())
-                .sum()
-        });
+        let lacking = self.lacking_of(bits.as_ref());
         if let Some(pe) = self.peers.get_mut(&peer) {
             pe.have = bits;
             pe.lacking = lacking;
@@ -1486,6 +1480,17 @@ impl Planner {
         self.make_offers();
     }
 
+    /// Partitions we have that a peer with have-set `theirs` lacks (`None`: a seed, 0), counted
+    /// word by word; `Peer::lacking` keeps this up to date incrementally.
+    fn lacking_of(&self, theirs: Option<&PartitionBits>) -> u32 {
+        theirs.map_or(0, |t| {
+            (t.words().iter())
+                .zip(self.have.words())
+                .map(|(t, m)| (m & !t).count_ones())
+                .sum()
+        })
+    }
+
     /// Forgets the offer to `peer` (it answered or left), keeping `offer_deadline` exact.
     fn withdraw_offer(&mut self, peer: PeerId) {
         if self.offers.remove(&peer).is_some() {
@@ -1541,13 +1546,7 @@ impl Planner {
         }
         let mut cands: Vec<(u32, u32, u64, PeerId)> = Vec::new();
         for (id, pe) in self.peers.iter() {
-            debug_assert_eq!(
-                pe.lacking,
-                pe.have.as_ref().map_or(0, |t| (t.words().iter())
-                    .zip(self.have.words())
-                    .map(|(t, m)| (m & !t).count_ones())
-                    .sum::<u32>())
-            );
+            debug_assert_eq!(pe.lacking, self.lacking_of(pe.have.as_ref()));
             if pe.lacking == 0 || self.offers.contains_key(id) || self.offer_lapsed.contains_key(id)
             {
                 continue;

@@ -238,7 +238,6 @@ struct ReqState {
 struct Node {
     planner: Planner,
     joined: bool,
-    left: bool,
     liar: bool,
     join_at: Ns,
     done_at: Option<Ns>,
@@ -325,8 +324,8 @@ pub struct Sim {
     /// Per node: its planner cannot act on an announcement now
     /// ([`Planner::acts_on_announcements`] is false, as of its last drain).
     passive: Vec<bool>,
-    /// Per node: it left (a compact copy of `Node::left`).
-    gone: Vec<bool>,
+    /// Per node: it left the swarm.
+    left: Vec<bool>,
     /// Per node: announcements held back while it was passive: (announcer, piece, time).
     deferred: Vec<Vec<(u32, u32, Ns)>>,
 }
@@ -414,7 +413,6 @@ impl Sim {
             nodes.push(Node {
                 planner,
                 joined: false,
-                left: false,
                 liar: liars.contains(&i),
                 join_at,
                 done_at: None,
@@ -459,7 +457,7 @@ impl Sim {
             scratch: Scratch::default(),
             peers_scratch: Vec::new(),
             passive: vec![false; total],
-            gone: vec![false; total],
+            left: vec![false; total],
             deferred: vec![Vec::new(); total],
         };
         // The origin first, then everyone else in a random order (ties at t=0).
@@ -696,7 +694,7 @@ impl Sim {
         let (mut un, mut uflows, mut uq, mut uneed) = (0usize, 0usize, 0usize, 0usize);
         for i in 1..nn {
             let x = &self.nodes[i];
-            if !x.joined || x.left || x.done_at.is_some() {
+            if !x.joined || self.left[i] || x.done_at.is_some() {
                 continue;
             }
             if dnr[i] < 0.95 * self.nics[i].down {
@@ -792,7 +790,7 @@ impl Sim {
                 }
             }
             Ev::DataDone { dst, req, bad } => {
-                if self.nodes[dst as usize].left {
+                if self.left[dst as usize] {
                     return;
                 }
                 if let Some(r) = self.nodes[dst as usize].reqs.remove(&req) {
@@ -829,7 +827,7 @@ impl Sim {
                 let mut k = 0;
                 for i in 0..peers.len() {
                     let node = peers[i];
-                    if self.gone[node as usize] {
+                    if self.left[node as usize] {
                         continue;
                     }
                     if self.cfg.hold_back_announcements
@@ -862,7 +860,7 @@ impl Sim {
             }
             Ev::Offer { from, to } => {
                 let n = &mut self.nodes[to as usize];
-                if n.left || !n.peers.contains(&from) {
+                if self.left[to as usize] || !n.peers.contains(&from) {
                     return;
                 }
                 let now = dur(self.now);
@@ -884,7 +882,7 @@ impl Sim {
             }
             Ev::Timer { node, ver } => {
                 let n = &self.nodes[node as usize];
-                if n.left || n.timer_ver != ver {
+                if self.left[node as usize] || n.timer_ver != ver {
                     return;
                 }
                 self.nodes[node as usize].timer = None;
@@ -925,7 +923,7 @@ impl Sim {
             let i = self.rng.random_range(0..self.open_slots.len());
             let cand = self.open_slots[i];
             let c = &self.nodes[cand as usize];
-            if c.left || c.peers.len() >= max {
+            if self.left[cand as usize] || c.peers.len() >= max {
                 self.open_slots.swap_remove(i);
                 continue;
             }
@@ -994,15 +992,14 @@ impl Sim {
         self.drain(b);
         for x in [a, b] {
             let n = &self.nodes[x as usize];
-            if !n.left && n.peers.len() < 4 && n.done_at.is_none() {
+            if !self.left[x as usize] && n.peers.len() < 4 && n.done_at.is_none() {
                 self.connect_random(x, self.cfg.initial_peers);
             }
         }
     }
 
     fn leave(&mut self, node: u32) {
-        self.nodes[node as usize].left = true;
-        self.gone[node as usize] = true;
+        self.left[node as usize] = true;
         let peers = self.nodes[node as usize].peers.clone();
         for p in peers {
             self.disconnect(node, p);
@@ -1032,7 +1029,7 @@ impl Sim {
         let Some(r) = self.nodes[dst as usize].reqs.get(&req) else {
             return; // cancelled meanwhile
         };
-        if self.nodes[src as usize].left || !self.nodes[src as usize].peers.contains(&dst) {
+        if self.left[src as usize] || !self.nodes[src as usize].peers.contains(&dst) {
             self.push(self.now + self.lat, Ev::Refused { dst, req });
             return;
         }
@@ -1049,7 +1046,7 @@ impl Sim {
     }
 
     fn cancel_arrive(&mut self, src: u32, upload: u64) {
-        if self.nodes[src as usize].left {
+        if self.left[src as usize] {
             return;
         }
         if self.nodes[src as usize].ups.remove(&upload).is_none() {
@@ -1096,7 +1093,7 @@ impl Sim {
             .poll_timeout()
             .map(|d| ns(d).max(self.now + 1));
         let n = &mut self.nodes[node as usize];
-        if !n.left && want.is_some() && want != n.timer {
+        if !self.left[node as usize] && want.is_some() && want != n.timer {
             n.timer = want;
             n.timer_ver = n.timer_ver.wrapping_add(1);
             let ver = n.timer_ver;
@@ -1104,8 +1101,8 @@ impl Sim {
                 self.push(t, Ev::Timer { node, ver });
             }
         }
-        let n = &self.nodes[node as usize];
-        self.passive[node as usize] = !n.left && !n.planner.acts_on_announcements();
+        self.passive[node as usize] =
+            !self.left[node as usize] && !self.nodes[node as usize].planner.acts_on_announcements();
     }
 
     /// `node`'s planner, for a call into it: announcements held back for it are delivered
@@ -1280,8 +1277,8 @@ impl Sim {
         };
         self.nics[src as usize].up_flows.push(id);
         self.nics[dst as usize].down_flows.push(id);
-        self.dirty.push(src * 2 + 1);
-        self.dirty.push(dst * 2);
+        self.dirty.push(side(src, true));
+        self.dirty.push(side(dst, false));
         id
     }
 
@@ -1344,8 +1341,8 @@ impl Sim {
             r.flow = None;
         }
         self.free_flows.push(f);
-        self.dirty.push(src * 2 + 1);
-        self.dirty.push(dst * 2);
+        self.dirty.push(side(src, true));
+        self.dirty.push(side(dst, false));
     }
 
     fn flow_end(&mut self, f: u32) {
@@ -1434,7 +1431,7 @@ impl Sim {
         for &f in fl.iter() {
             let x = &self.flows[f as usize];
             let mut end = |node: u32, up: bool| {
-                let k = node as usize * 2 + usize::from(up);
+                let k = side(node, up) as usize;
                 let s = &mut sc.slot[k];
                 if s.0 != epoch {
                     *s = (epoch, cons.len() as u32);
@@ -1532,9 +1529,9 @@ impl Sim {
             }
             if new < old && self.cfg.second_round {
                 let x = &self.flows[f as usize];
-                for side in [x.src * 2 + 1, x.dst * 2] {
-                    if !sides.contains(&side) {
-                        freed.push(side);
+                for s in [side(x.src, true), side(x.dst, false)] {
+                    if !sides.contains(&s) {
+                        freed.push(s);
                     }
                 }
             }
@@ -1587,6 +1584,11 @@ struct Scratch {
     epoch: u32,
     rate: Vec<f64>,
     frozen: Vec<bool>,
+}
+
+/// A node's upload (`up`) or download side, as a key: `node * 2 + up`.
+fn side(node: u32, up: bool) -> u32 {
+    node * 2 + u32::from(up)
 }
 
 /// Takes transfer `f` (at `rate`) off one side of a node: its list and its rate sum (reset to
