@@ -4,12 +4,16 @@
 ///
 /// Invariant: bits at indices `>= len` are always zero, so word-wise operations never report an
 /// index outside `0..len`.
+///
+/// Laid out with the length, the count and the first words first, so that a planner scanning
+/// its peers' sets for their counts touches one cache line per set.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
 pub struct PartitionBits {
-    words: Words,
     len: u32,
     /// Number of indices in the set (kept up to date by every mutation).
     ones: u32,
+    words: Words,
 }
 
 /// Sets of up to this many words (1024 indices) keep them inline: a lookup then needs no
@@ -18,6 +22,7 @@ pub struct PartitionBits {
 const INLINE_WORDS: usize = 16;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 enum Words {
     Inline([u64; INLINE_WORDS]),
     Heap(Vec<u64>),
