@@ -11,7 +11,9 @@
 //! What is modelled and what is not is explained in `docs/scheduling.md`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ops::Range;
+use std::ops::{Deref, DerefMut, Range};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 mod queue;
@@ -77,6 +79,10 @@ pub struct SimConfig {
     /// Hold announcements back for a planner that cannot act on them and deliver them just
     /// before its next call (same outcome, far fewer cache misses); false delivers each at once.
     pub hold_back_announcements: bool,
+    /// Deliver held-back announcements on a second thread while the simulation goes on (same
+    /// outcome: they commute, and whatever is still held for a planner is delivered before
+    /// the simulator calls it). Takes a second core; pointless for small swarms.
+    pub announcement_thread: bool,
 }
 
 impl Default for SimConfig {
@@ -104,6 +110,7 @@ impl Default for SimConfig {
             log_node: None,
             second_round: false,
             hold_back_announcements: true,
+            announcement_thread: false,
         }
     }
 }
@@ -236,7 +243,6 @@ struct ReqState {
 
 #[derive(Debug)]
 struct Node {
-    planner: Planner,
     joined: bool,
     liar: bool,
     join_at: Ns,
@@ -249,6 +255,84 @@ struct Node {
     /// When this node learned that a given peer lies: it verified a bad chunk group from it
     /// (bad data of a request it had already cancelled teaches it nothing).
     bad_from: HashMap<u32, Ns>,
+}
+
+/// A node's planner and the announcements held back for it (announcer, piece, time): the part
+/// of a node that the announcement thread ([`SimConfig::announcement_thread`]) may touch.
+#[derive(Debug)]
+struct Slot {
+    planner: Planner,
+    held: Vec<(u32, u32, Ns)>,
+}
+
+impl Slot {
+    /// Delivers the held-back announcements, in their order.
+    fn deliver_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        for &(from, part, t) in &self.held {
+            self.planner
+                .handle_peer_has(dur(t), PeerId(u64::from(from)), part);
+        }
+        debug_assert!(!self.planner.has_actions(), "a held-back announcement acted");
+        self.held.clear();
+    }
+}
+
+/// Locks a slot (a poisoned lock means the announcement thread panicked: a bug).
+fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    slot.lock().expect("the announcement thread panicked")
+}
+
+/// A locked planner.
+struct PlannerRef<'a>(MutexGuard<'a, Slot>);
+
+impl Deref for PlannerRef<'_> {
+    type Target = Planner;
+    fn deref(&self) -> &Planner {
+        &self.0.planner
+    }
+}
+
+impl DerefMut for PlannerRef<'_> {
+    fn deref_mut(&mut self) -> &mut Planner {
+        &mut self.0.planner
+    }
+}
+
+/// Work for the announcement thread: nodes that have announcements held back.
+#[derive(Debug, Default)]
+struct Backlog {
+    nodes: Mutex<Vec<u32>>,
+    /// Set after nodes were added (the thread polls this instead of the lock).
+    ready: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// The announcement thread: delivers held-back announcements until told to stop.
+fn deliver_in_background(slots: &[Mutex<Slot>], backlog: &Backlog) {
+    let mut batch = Vec::new();
+    let mut idle = 0u32;
+    loop {
+        if backlog.ready.swap(false, Ordering::Acquire) {
+            std::mem::swap(
+                &mut *backlog.nodes.lock().expect("the simulator panicked"),
+                &mut batch,
+            );
+            for x in batch.drain(..) {
+                lock(&slots[x as usize]).deliver_held();
+            }
+            idle = 0;
+        } else if backlog.stop.load(Ordering::Acquire) {
+            return;
+        } else if idle < 4096 {
+            idle += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// A node's link state, kept apart from its planner so that the rate re-sharing, which runs
@@ -289,6 +373,12 @@ struct Flow {
 pub struct Sim {
     cfg: SimConfig,
     nodes: Vec<Node>,
+    /// Planner per node, same indices as `nodes`.
+    slots: Arc<[Mutex<Slot>]>,
+    /// Nodes with announcements held back, for the announcement thread.
+    backlog: Arc<Backlog>,
+    /// Nodes whose held-back announcements went to the backlog at the current event.
+    newly_held: Vec<u32>,
     /// Link state per node, same indices as `nodes`.
     nics: Vec<Nic>,
     flows: Vec<Flow>,
@@ -326,8 +416,6 @@ pub struct Sim {
     passive: Vec<bool>,
     /// Per node: it left the swarm.
     left: Vec<bool>,
-    /// Per node: announcements held back while it was passive: (announcer, piece, time).
-    deferred: Vec<Vec<(u32, u32, Ns)>>,
 }
 
 const ORIGIN: u32 = 0;
@@ -388,6 +476,7 @@ impl Sim {
         let late: BTreeSet<u32> = order.iter().take(n_late).copied().collect();
 
         let mut nodes = Vec::with_capacity(total);
+        let mut slots = Vec::with_capacity(total);
         let mut nics = Vec::with_capacity(total);
         for i in 0..total as u32 {
             let seed = rng.random::<u64>();
@@ -410,8 +499,11 @@ impl Sim {
                 down,
                 ..Nic::default()
             });
-            nodes.push(Node {
+            slots.push(Mutex::new(Slot {
                 planner,
+                held: Vec::new(),
+            }));
+            nodes.push(Node {
                 joined: false,
                 liar: liars.contains(&i),
                 join_at,
@@ -424,12 +516,16 @@ impl Sim {
                 bad_from: HashMap::new(),
             });
         }
-        let n_parts = cfg.size.div_ceil(nodes[0].planner.partition_size()) as usize;
+        let slots: Arc<[Mutex<Slot>]> = slots.into();
+        let n_parts = cfg.size.div_ceil(lock(&slots[0]).planner.partition_size()) as usize;
         let honest = (1..total).filter(|&i| !nodes[i].liar).count();
         let lat = ns(cfg.latency);
         let mut sim = Self {
             cfg,
             nodes,
+            slots,
+            backlog: Arc::default(),
+            newly_held: Vec::new(),
             nics,
             flows: Vec::new(),
             free_flows: Vec::new(),
@@ -458,7 +554,6 @@ impl Sim {
             peers_scratch: Vec::new(),
             passive: vec![false; total],
             left: vec![false; total],
-            deferred: vec![Vec::new(); total],
         };
         // The origin first, then everyone else in a random order (ties at t=0).
         sim.nodes[0].joined = true;
@@ -499,6 +594,10 @@ impl Sim {
         let bound = self.bound_s();
         let limit: Ns = ((bound * 50.0 + 60.0) * 1e9) as Ns;
         let mut hit_limit = false;
+        let thread = self.cfg.announcement_thread.then(|| {
+            let (slots, backlog) = (Arc::clone(&self.slots), Arc::clone(&self.backlog));
+            std::thread::spawn(move || deliver_in_background(&slots, &backlog))
+        });
         while self.honest_left_to_complete > 0 {
             if !self.dirty.is_empty() && self.heap.peek_time().is_none_or(|t| t > self.now) {
                 self.flush_dirty();
@@ -522,6 +621,12 @@ impl Sim {
             self.events += 1;
             self.handle(ev);
         }
+        if let Some(t) = thread {
+            self.backlog.stop.store(true, Ordering::Release);
+            if t.join().is_err() {
+                panic!("the announcement thread panicked");
+            }
+        }
         let honest: Vec<&Node> = self.nodes[1..].iter().filter(|n| !n.liar).collect();
         let done: Vec<f64> = honest
             .iter()
@@ -541,7 +646,7 @@ impl Sim {
             nodes: self.cfg.nodes,
             size: self.cfg.size,
             partition_size: self.cfg.partition_size,
-            piece_size: self.nodes[0].planner.partition_size(),
+            piece_size: self.peek(0).partition_size(),
             completion_s: completion,
             mean_completion_s: mean,
             bound_s: bound,
@@ -582,20 +687,18 @@ impl Sim {
             .iter()
             .filter(|n| n.done_at.is_some())
             .count();
-        let verified: u64 = self.nodes[1..]
-            .iter()
-            .map(|n| n.planner.verified_bytes())
+        let verified: u64 = (1..self.nodes.len() as u32)
+            .map(|i| self.peek(i).verified_bytes())
             .sum();
         let n = self.cfg.nodes.max(1) as f64;
-        let holders = self.nodes[1..]
-            .iter()
-            .filter(|x| x.planner.have_partitions().count() > 0)
+        let holders = (1..self.nodes.len() as u32)
+            .filter(|&i| self.peek(i).have_partitions().count() > 0)
             .count();
         let to_empty: f64 = self
             .flows
             .iter()
             .filter(|f| {
-                f.alive && self.nodes[f.dst as usize].planner.have_partitions().count() == 0
+                f.alive && self.peek(f.dst).have_partitions().count() == 0
             })
             .map(|f| f.rate)
             .sum();
@@ -701,12 +804,14 @@ impl Sim {
                 dn += 1;
                 dreq += x.reqs.len();
                 dflow += x.reqs.values().filter(|r| r.flow.is_some()).count();
-                let mine = x.planner.have_partitions();
+                let me = self.peek(i as u32);
+                let mine = me.have_partitions();
                 dsrc += x
                     .peers
                     .iter()
                     .filter(|&&q| {
-                        let o = self.nodes[q as usize].planner.have_partitions();
+                        let other = self.peek(q);
+                        let o = other.have_partitions();
                         o.iter().any(|p| !mine.contains(p))
                     })
                     .count();
@@ -714,16 +819,18 @@ impl Sim {
             if upr[i] < 0.95 * self.nics[i].up {
                 un += 1;
                 uflows += self.nics[i].up_flows.len();
-                uq += x.planner.queued_uploads();
-                let mine = x.planner.have_partitions();
+                let me = self.peek(i as u32);
+                uq += me.queued_uploads();
+                let mine = me.have_partitions();
                 uneed += x
                     .peers
                     .iter()
                     .filter(|&&q| {
                         let o = &self.nodes[q as usize];
-                        q != ORIGIN
-                            && o.done_at.is_none()
-                            && mine.iter().any(|p| !o.planner.has_partition(p))
+                        q != ORIGIN && o.done_at.is_none() && {
+                            let other = self.peek(q);
+                            mine.iter().any(|p| !other.has_partition(p))
+                        }
                     })
                     .count();
             }
@@ -834,13 +941,28 @@ impl Sim {
                         && self.passive[node as usize]
                         && self.cfg.log_node != Some(node)
                     {
-                        self.deferred[node as usize].push((from, part, self.now));
+                        let mut slot = lock(&self.slots[node as usize]);
+                        if slot.held.is_empty() {
+                            self.newly_held.push(node);
+                        }
+                        slot.held.push((from, part, self.now));
                     } else {
                         peers[k] = node;
                         k += 1;
                     }
                 }
                 peers.truncate(k);
+                if !self.newly_held.is_empty() {
+                    if self.cfg.announcement_thread {
+                        self.backlog
+                            .nodes
+                            .lock()
+                            .expect("the announcement thread panicked")
+                            .append(&mut self.newly_held);
+                        self.backlog.ready.store(true, Ordering::Release);
+                    }
+                    self.newly_held.clear();
+                }
                 for &node in &peers {
                     if self.cfg.log_node == Some(node) {
                         eprintln!(
@@ -848,12 +970,14 @@ impl Sim {
                             self.now as f64 / 1e9
                         );
                     }
-                    let planner = self.planner_mut(node);
+                    let mut planner = self.planner_mut(node);
                     planner.handle_peer_has(now, announcer, part);
-                    if planner.has_actions() {
+                    let (acts, passive) = (planner.has_actions(), !planner.acts_on_announcements());
+                    drop(planner);
+                    if acts {
                         self.drain(node);
                     } else {
-                        self.passive[node as usize] = !planner.acts_on_announcements();
+                        self.passive[node as usize] = passive;
                     }
                 }
                 self.peers_scratch = peers;
@@ -895,7 +1019,7 @@ impl Sim {
     }
 
     fn have_of(&self, node: u32) -> PeerHave {
-        let p = &self.nodes[node as usize].planner;
+        let p = self.peek(node);
         if p.is_complete() {
             PeerHave::All
         } else {
@@ -1081,15 +1205,17 @@ impl Sim {
     }
 
     fn drain_one(&mut self, node: u32) {
-        while let Some(a) = self.planner_mut(node).poll_action() {
+        loop {
+            let a = self.planner_mut(node).poll_action();
+            let Some(a) = a else { break };
             if self.cfg.log_node == Some(node) {
                 eprintln!("{:.4} n{node} {a:?}", self.now as f64 / 1e9);
             }
             self.act(node, a);
         }
         // Re-arm the timer if the planner wants another one.
-        let want = self.nodes[node as usize]
-            .planner
+        let want = self
+            .peek(node)
             .poll_timeout()
             .map(|d| ns(d).max(self.now + 1));
         let n = &mut self.nodes[node as usize];
@@ -1102,26 +1228,24 @@ impl Sim {
             }
         }
         self.passive[node as usize] =
-            !self.left[node as usize] && !self.nodes[node as usize].planner.acts_on_announcements();
+            !self.left[node as usize] && !self.peek(node).acts_on_announcements();
     }
 
     /// `node`'s planner, for a call into it: announcements held back for it are delivered
     /// first, in their order (see the `Have` event), and until its next drain it counts as one
     /// that may act on announcements.
-    fn planner_mut(&mut self, node: u32) -> &mut Planner {
+    fn planner_mut(&mut self, node: u32) -> PlannerRef<'_> {
         let x = node as usize;
         self.passive[x] = false;
-        if !self.deferred[x].is_empty() {
-            let mut held = std::mem::take(&mut self.deferred[x]);
-            let planner = &mut self.nodes[x].planner;
-            for &(from, part, t) in &held {
-                planner.handle_peer_has(dur(t), PeerId(u64::from(from)), part);
-            }
-            debug_assert!(!planner.has_actions(), "a held-back announcement acted");
-            held.clear();
-            self.deferred[x] = held;
-        }
-        &mut self.nodes[x].planner
+        let mut slot = lock(&self.slots[x]);
+        slot.deliver_held();
+        PlannerRef(slot)
+    }
+
+    /// `node`'s planner for a query that announcements cannot change (held-back ones stay
+    /// held).
+    fn peek(&self, node: u32) -> PlannerRef<'_> {
+        PlannerRef(lock(&self.slots[node as usize]))
     }
 
     fn act(&mut self, node: u32, a: Action) {
@@ -1673,7 +1797,8 @@ mod tests {
         assert!(far <= 4, "a node is {far} hops from the origin");
     }
 
-    /// Holding announcements back for passive planners changes nothing but the cost.
+    /// Holding announcements back for passive planners, and delivering them on a second
+    /// thread, changes nothing but the cost.
     #[test]
     fn held_back_announcements_give_the_same_run() {
         let cfg = SimConfig {
@@ -1687,9 +1812,14 @@ mod tests {
         let held = run(cfg.clone());
         let direct = run(SimConfig {
             hold_back_announcements: false,
+            ..cfg.clone()
+        });
+        let threaded = run(SimConfig {
+            announcement_thread: true,
             ..cfg
         });
         assert_eq!(held.completed_nodes, held.honest_nodes);
         assert_eq!(held, direct);
+        assert_eq!(held, threaded);
     }
 }
