@@ -11,6 +11,7 @@
 //! What is modelled and what is not is explained in `docs/scheduling.md`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut, Range};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -250,11 +251,35 @@ struct Node {
     timer: Option<Ns>,
     timer_ver: u32,
     peers: Vec<u32>,
-    reqs: HashMap<u64, ReqState>,
-    ups: HashMap<u64, (u32, u64)>,
+    reqs: HashMap<u64, ReqState, IdHash>,
+    ups: HashMap<u64, (u32, u64), IdHash>,
     /// When this node learned that a given peer lies: it verified a bad chunk group from it
     /// (bad data of a request it had already cancelled teaches it nothing).
     bad_from: HashMap<u32, Ns>,
+}
+
+/// Hashing of request and upload ids (small sequential integers, not attacker-chosen): one
+/// multiplication instead of SipHash. Nothing iterates these maps in an order that matters.
+type IdHash = BuildHasherDefault<IdHasher>;
+
+/// See [`IdHash`].
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// A node's planner and the announcements held back for it (announcer, piece, time): the part
@@ -511,8 +536,8 @@ impl Sim {
                 timer: None,
                 timer_ver: 0,
                 peers: Vec::new(),
-                reqs: HashMap::new(),
-                ups: HashMap::new(),
+                reqs: HashMap::default(),
+                ups: HashMap::default(),
                 bad_from: HashMap::new(),
             });
         }
@@ -1205,19 +1230,20 @@ impl Sim {
     }
 
     fn drain_one(&mut self, node: u32) {
-        loop {
-            let a = self.planner_mut(node).poll_action();
-            let Some(a) = a else { break };
+        // One lock for the last poll and the two queries after it.
+        let (timeout, acts) = loop {
+            let mut planner = self.planner_mut(node);
+            let Some(a) = planner.poll_action() else {
+                break (planner.poll_timeout(), planner.acts_on_announcements());
+            };
+            drop(planner);
             if self.cfg.log_node == Some(node) {
                 eprintln!("{:.4} n{node} {a:?}", self.now as f64 / 1e9);
             }
             self.act(node, a);
-        }
+        };
         // Re-arm the timer if the planner wants another one.
-        let want = self
-            .peek(node)
-            .poll_timeout()
-            .map(|d| ns(d).max(self.now + 1));
+        let want = timeout.map(|d| ns(d).max(self.now + 1));
         let n = &mut self.nodes[node as usize];
         if !self.left[node as usize] && want.is_some() && want != n.timer {
             n.timer = want;
@@ -1227,8 +1253,7 @@ impl Sim {
                 self.push(t, Ev::Timer { node, ver });
             }
         }
-        self.passive[node as usize] =
-            !self.left[node as usize] && !self.peek(node).acts_on_announcements();
+        self.passive[node as usize] = !self.left[node as usize] && !acts;
     }
 
     /// `node`'s planner, for a call into it: announcements held back for it are delivered
