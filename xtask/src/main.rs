@@ -3,7 +3,8 @@
 //! - `cargo xtask ci`: formatting, clippy, the workspace tests, then the e2e suite.
 //! - `cargo xtask e2e [SCENARIO] [--json] [--netns]`: multi-node scenarios of the real `peas` binary.
 //! - `cargo xtask demo`: the main job on an embedded default (origin + 4 nodes, 256 MiB).
-//! - `cargo xtask sim ARGS...`: the deterministic swarm simulator (`peas-sim`), in release mode.
+//! - `cargo xtask sim ARGS...`: the deterministic swarm simulator (`peas-sim`), built with the
+//!   `sim` profile (release with link-time optimisation).
 //! - `cargo xtask bench`: measured throughput of the real code paths.
 //!
 //! xtask depends on none of the peas crates: it drives cargo and the built binaries, like a user.
@@ -58,10 +59,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cargo xtask sim ARGS...` runs the simulator binary in release mode with the given arguments.
+/// `cargo xtask sim ARGS...` runs the simulator binary (the `sim` profile: release with
+/// link-time optimisation) with the given arguments.
 fn sim(args: &[String]) -> Result<(), String> {
     let mut cmd = proc::cargo();
-    cmd.args(["run", "--quiet", "--release", "-p", "peas-sim", "--"]);
+    cmd.args(["run", "--quiet", "--profile", "sim", "-p", "peas-sim", "--"]);
     cmd.args(args);
     proc::run_status(cmd, "peas-sim")
 }
