@@ -1548,6 +1548,14 @@ impl Planner {
         if free == 0 {
             return;
         }
+        // Uploads per peer, queued or active (few: at most the slots plus the queue).
+        let mut loads: Vec<(PeerId, u32)> = Vec::new();
+        for u in self.uploads.values() {
+            match loads.iter_mut().find(|(q, _)| *q == u.peer) {
+                Some((_, n)) => *n += 1,
+                None => loads.push((u.peer, 1)),
+            }
+        }
         let mut cands: Vec<(u32, u32, u64, PeerId)> = Vec::new();
         for (id, pe) in self.peers.iter() {
             debug_assert_eq!(pe.lacking, self.lacking_of(pe.have.as_ref()));
@@ -1556,8 +1564,7 @@ impl Planner {
                 continue;
             }
             let progress = pe.have.as_ref().map_or(self.n_parts, |h| h.count());
-            // Uploads to this peer, queued or active (few: at most the slots plus the queue).
-            let load = self.uploads.values().filter(|u| u.peer == *id).count() as u32;
+            let load = loads.iter().find(|(q, _)| q == id).map_or(0, |(_, n)| *n);
             cands.push((load, progress, 0, *id));
         }
         for c in cands.iter_mut() {
