@@ -84,20 +84,20 @@ struct Req {
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Peer {
-    // The fields read on every announcement and every offer round come first, in one cache
-    // line (with the set's count and first words): thousands of planners in the simulator
-    // miss the caches on nearly every access.
+    // Everything the hot paths read (announcements, offer rounds, scheduling) sits in the
+    // first cache line, together with the have set's count and the start of its words:
+    // thousands of planners in the simulator miss the caches on nearly every access.
     /// Partitions we have and this peer lacks (0 for a seed), kept up to date as either side
     /// gains one: whether it is worth an offer, without a word-wise compare.
     lacking: u32,
-    slow_strikes: u32,
+    failures: u32,
     inflight: usize,
+    rate: f64,
+    retry_at: Duration,
+    bytes_received: u64,
     /// `None` = complete seed.
     have: Option<PartitionBits>,
-    failures: u32,
-    retry_at: Duration,
-    rate: f64,
-    bytes_received: u64,
+    slow_strikes: u32,
     refused: PartitionBits,
     refused_until: Option<Duration>,
 }

@@ -1008,8 +1008,8 @@ impl Sim {
                 self.peers_scratch = peers;
             }
             Ev::Offer { from, to } => {
-                let n = &mut self.nodes[to as usize];
-                if self.left[to as usize] || !n.peers.contains(&from) {
+                // An offer from a peer that is gone is ignored by the planner.
+                if self.left[to as usize] {
                     return;
                 }
                 let now = dur(self.now);
@@ -1038,7 +1038,7 @@ impl Sim {
                 self.report_progress(node);
                 let now = dur(self.now);
                 self.planner_mut(node).handle_timeout(now);
-                self.drain(node);
+                self.drain_forced(node);
             }
         }
     }
@@ -1058,7 +1058,7 @@ impl Sim {
             self.open_slots.push(node);
         }
         self.connect_random(node, self.cfg.initial_peers);
-        self.drain(node);
+        self.drain_forced(node);
     }
 
     /// Connects `node` to up to `want` random joined nodes with a free peer slot (a tracker
@@ -1218,6 +1218,21 @@ impl Sim {
     /// Executes every pending action of `node`'s planner. Re-entrant calls (an action that
     /// makes another planner act) are queued, so the call depth stays bounded.
     fn drain(&mut self, node: u32) {
+        // A call that queued no action changed no timer ([`Planner::has_actions`]): only
+        // whether the planner may act on announcements needs updating.
+        let planner = self.peek(node);
+        if !planner.has_actions() {
+            let passive = !planner.acts_on_announcements();
+            drop(planner);
+            self.passive[node as usize] = !self.left[node as usize] && passive;
+            return;
+        }
+        drop(planner);
+        self.drain_forced(node);
+    }
+
+    /// [`Sim::drain`], also when the planner queued no action (its timer is re-armed).
+    fn drain_forced(&mut self, node: u32) {
         self.drain_queue.push(node);
         if self.draining {
             return;
