@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut, Range};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,9 +80,9 @@ pub struct SimConfig {
     /// Hold announcements back for a planner that cannot act on them and deliver them just
     /// before its next call (same outcome, far fewer cache misses); false delivers each at once.
     pub hold_back_announcements: bool,
-    /// Deliver held-back announcements on a second thread while the simulation goes on (same
-    /// outcome: they commute, and whatever is still held for a planner is delivered before
-    /// the simulator calls it). Takes a second core; pointless for small swarms.
+    /// Let planners that cannot act on announcements take them in on a second thread while
+    /// the simulation goes on (same outcome: they commute, and whatever a planner has not
+    /// taken in yet it takes in before the simulator calls it). Takes a second core.
     pub announcement_thread: bool,
 }
 
@@ -282,26 +282,62 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A node's planner and the announcements held back for it (announcer, piece, time): the part
-/// of a node that the announcement thread ([`SimConfig::announcement_thread`]) may touch.
+/// A node's planner and how far it has taken in each peer's announcements: the part of a node
+/// that the announcement thread ([`SimConfig::announcement_thread`]) may touch.
 #[derive(Debug)]
 struct Slot {
     planner: Planner,
-    held: Vec<(u32, u32, Ns)>,
+    /// Per connected peer: how many of its announcements (entries of [`Shared::log`]) the
+    /// planner has been given.
+    seen: Vec<(u32, u32)>,
 }
 
 impl Slot {
-    /// Delivers the held-back announcements, in their order.
-    fn deliver_held(&mut self) {
-        if self.held.is_empty() {
-            return;
+    /// Gives the planner every announcement of its peers that arrived since it last took them
+    /// in (announcer by announcer; for a planner that cannot act on them their order does not
+    /// matter, and one that can gets each as it arrives).
+    fn take_in(&mut self, shared: &Shared, now: Duration) {
+        for (q, seen) in self.seen.iter_mut() {
+            let arrived = shared.arrived[*q as usize].load(Ordering::Acquire);
+            while *seen < arrived {
+                let part = shared.log[*q as usize][*seen as usize].load(Ordering::Relaxed);
+                self.planner
+                    .handle_peer_has(now, PeerId(u64::from(*q)), part);
+                *seen += 1;
+            }
         }
-        for &(from, part, t) in &self.held {
-            self.planner
-                .handle_peer_has(dur(t), PeerId(u64::from(from)), part);
+    }
+}
+
+/// What the simulator shares with the announcement thread. Announcements are not delivered
+/// one by one: an announcer's arrive in its log, and a planner takes them in (see
+/// [`Slot::take_in`]) before its next call, or earlier on the announcement thread.
+#[derive(Debug)]
+struct Shared {
+    slots: Box<[Mutex<Slot>]>,
+    /// Per node: the pieces it announced, in the order the announcements arrived (a node
+    /// announces a piece once).
+    log: Box<[Box<[AtomicU32]>]>,
+    /// Per node: how many of its announcements have arrived (valid entries of `log`).
+    arrived: Box<[AtomicU32]>,
+    /// Per node: announcements may have arrived that its planner has not taken in.
+    unseen: Box<[AtomicBool]>,
+    /// Nodes for the announcement thread to bring up to date.
+    backlog: Mutex<Vec<u32>>,
+    /// Set after nodes were added to `backlog` (the thread polls this, not the lock).
+    ready: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    /// Brings `x`'s planner up to date if announcements arrived for it (the caller holds
+    /// its slot); whether it did.
+    fn catch_up(&self, x: u32, slot: &mut Slot, now: Duration) -> bool {
+        let unseen = self.unseen[x as usize].swap(false, Ordering::AcqRel);
+        if unseen {
+            slot.take_in(self, now);
         }
-        debug_assert!(!self.planner.has_actions(), "a held-back announcement acted");
-        self.held.clear();
+        unseen
     }
 }
 
@@ -326,30 +362,29 @@ impl DerefMut for PlannerRef<'_> {
     }
 }
 
-/// Work for the announcement thread: nodes that have announcements held back.
-#[derive(Debug, Default)]
-struct Backlog {
-    nodes: Mutex<Vec<u32>>,
-    /// Set after nodes were added (the thread polls this instead of the lock).
-    ready: AtomicBool,
-    stop: AtomicBool,
-}
-
-/// The announcement thread: delivers held-back announcements until told to stop.
-fn deliver_in_background(slots: &[Mutex<Slot>], backlog: &Backlog) {
+/// The announcement thread: brings the planners handed to it up to date (they cannot act on
+/// announcements, so this is bookkeeping only), until told to stop.
+fn take_in_background(shared: &Shared) {
     let mut batch = Vec::new();
     let mut idle = 0u32;
     loop {
-        if backlog.ready.swap(false, Ordering::Acquire) {
+        if shared.ready.swap(false, Ordering::Acquire) {
             std::mem::swap(
-                &mut *backlog.nodes.lock().expect("the simulator panicked"),
+                &mut *shared.backlog.lock().expect("the simulator panicked"),
                 &mut batch,
             );
             for x in batch.drain(..) {
-                lock(&slots[x as usize]).deliver_held();
+                let mut slot = lock(&shared.slots[x as usize]);
+                // The time is that of no call: these planners only count what peers have.
+                let had = slot.planner.has_actions();
+                let took = shared.catch_up(x, &mut slot, Duration::ZERO);
+                debug_assert!(
+                    !took || (!had && !slot.planner.has_actions()),
+                    "a held-back announcement acted"
+                );
             }
             idle = 0;
-        } else if backlog.stop.load(Ordering::Acquire) {
+        } else if shared.stop.load(Ordering::Acquire) {
             return;
         } else if idle < 4096 {
             idle += 1;
@@ -399,11 +434,13 @@ pub struct Sim {
     cfg: SimConfig,
     nodes: Vec<Node>,
     /// Planner per node, same indices as `nodes`.
-    slots: Arc<[Mutex<Slot>]>,
-    /// Nodes with announcements held back, for the announcement thread.
-    backlog: Arc<Backlog>,
-    /// Nodes whose held-back announcements went to the backlog at the current event.
-    newly_held: Vec<u32>,
+    shared: Arc<Shared>,
+    /// Receivers of the current announcement that cannot act on it, for the announcement
+    /// thread.
+    to_post: Vec<u32>,
+    /// Per node: announcements arrived for it since its planner was last called:
+    /// [`UNSEEN_NONE`], [`UNSEEN_HELD`] or [`UNSEEN_NOW`].
+    unseen: Vec<u8>,
     /// Link state per node, same indices as `nodes`.
     nics: Vec<Nic>,
     flows: Vec<Flow>,
@@ -444,6 +481,14 @@ pub struct Sim {
 }
 
 const ORIGIN: u32 = 0;
+
+/// No announcement arrived for the node since its planner was last called.
+const UNSEEN_NONE: u8 = 0;
+/// Announcements arrived while its planner could not act on them: taken in before its next
+/// call, unless the announcement thread did it first ([`Shared::unseen`]).
+const UNSEEN_HELD: u8 = 1;
+/// An announcement arrived that its planner may act on: taken in by the simulator now.
+const UNSEEN_NOW: u8 = 2;
 
 /// A receiver reports a transfer's progress to its planner after this many bytes (peas-net
 /// reports every 128 KiB); the simulator models the first report of every transfer.
@@ -526,7 +571,7 @@ impl Sim {
             });
             slots.push(Mutex::new(Slot {
                 planner,
-                held: Vec::new(),
+                seen: Vec::new(),
             }));
             nodes.push(Node {
                 joined: false,
@@ -541,16 +586,26 @@ impl Sim {
                 bad_from: HashMap::new(),
             });
         }
-        let slots: Arc<[Mutex<Slot>]> = slots.into();
         let n_parts = cfg.size.div_ceil(lock(&slots[0]).planner.partition_size()) as usize;
+        let shared = Arc::new(Shared {
+            slots: slots.into(),
+            log: (0..total)
+                .map(|_| (0..n_parts).map(|_| AtomicU32::new(0)).collect())
+                .collect(),
+            arrived: (0..total).map(|_| AtomicU32::new(0)).collect(),
+            unseen: (0..total).map(|_| AtomicBool::new(false)).collect(),
+            backlog: Mutex::new(Vec::new()),
+            ready: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
         let honest = (1..total).filter(|&i| !nodes[i].liar).count();
         let lat = ns(cfg.latency);
         let mut sim = Self {
             cfg,
             nodes,
-            slots,
-            backlog: Arc::default(),
-            newly_held: Vec::new(),
+            shared,
+            to_post: Vec::new(),
+            unseen: vec![UNSEEN_NONE; total],
             nics,
             flows: Vec::new(),
             free_flows: Vec::new(),
@@ -620,8 +675,8 @@ impl Sim {
         let limit: Ns = ((bound * 50.0 + 60.0) * 1e9) as Ns;
         let mut hit_limit = false;
         let thread = self.cfg.announcement_thread.then(|| {
-            let (slots, backlog) = (Arc::clone(&self.slots), Arc::clone(&self.backlog));
-            std::thread::spawn(move || deliver_in_background(&slots, &backlog))
+            let shared = Arc::clone(&self.shared);
+            std::thread::spawn(move || take_in_background(&shared))
         });
         while self.honest_left_to_complete > 0 {
             if !self.dirty.is_empty() && self.heap.peek_time().is_none_or(|t| t > self.now) {
@@ -647,7 +702,7 @@ impl Sim {
             self.handle(ev);
         }
         if let Some(t) = thread {
-            self.backlog.stop.store(true, Ordering::Release);
+            self.shared.stop.store(true, Ordering::Release);
             if t.join().is_err() {
                 panic!("the announcement thread panicked");
             }
@@ -946,47 +1001,49 @@ impl Sim {
             }
             Ev::CancelArrive { src, upload } => self.cancel_arrive(src, upload),
             Ev::Have { from, part } => {
-                // One event per announce, delivered to every current peer of the announcer
-                // (a snapshot: a drain below may connect or drop peers of `from`).
+                // The announcement arrives at every current peer of the announcer: it joins
+                // the announcer's log, which each peer's planner takes in before its next call
+                // (a receiver that cannot act on it now is not touched, and with a second
+                // thread takes it in there; the same outcome, far fewer cache misses).
+                let q = from as usize;
+                let n = self.shared.arrived[q].load(Ordering::Relaxed);
+                self.shared.log[q][n as usize].store(part, Ordering::Relaxed);
+                self.shared.arrived[q].store(n + 1, Ordering::Release);
+                // A snapshot: a drain below may connect or drop peers of `from`.
                 let mut peers = std::mem::take(&mut self.peers_scratch);
                 peers.clear();
-                peers.extend_from_slice(&self.nodes[from as usize].peers);
-                let now = dur(self.now);
-                let announcer = PeerId(u64::from(from));
-                // A receiver that cannot act on it now gets it later, in a batch, just before
-                // the simulator next calls into its planner (the same outcome, far fewer
-                // cache misses).
+                peers.extend_from_slice(&self.nodes[q].peers);
                 let mut k = 0;
                 for i in 0..peers.len() {
                     let node = peers[i];
                     if self.left[node as usize] {
                         continue;
                     }
+                    let x = node as usize;
                     if self.cfg.hold_back_announcements
-                        && self.passive[node as usize]
+                        && self.passive[x]
                         && self.cfg.log_node != Some(node)
                     {
-                        let mut slot = lock(&self.slots[node as usize]);
-                        if slot.held.is_empty() {
-                            self.newly_held.push(node);
+                        self.unseen[x] = self.unseen[x].max(UNSEEN_HELD);
+                        // Only these may be taken in on the announcement thread.
+                        self.shared.unseen[x].store(true, Ordering::Release);
+                        if self.cfg.announcement_thread {
+                            self.to_post.push(node);
                         }
-                        slot.held.push((from, part, self.now));
                     } else {
+                        self.unseen[x] = UNSEEN_NOW;
                         peers[k] = node;
                         k += 1;
                     }
                 }
                 peers.truncate(k);
-                if !self.newly_held.is_empty() {
-                    if self.cfg.announcement_thread {
-                        self.backlog
-                            .nodes
-                            .lock()
-                            .expect("the announcement thread panicked")
-                            .append(&mut self.newly_held);
-                        self.backlog.ready.store(true, Ordering::Release);
-                    }
-                    self.newly_held.clear();
+                if !self.to_post.is_empty() {
+                    self.shared
+                        .backlog
+                        .lock()
+                        .expect("the announcement thread panicked")
+                        .append(&mut self.to_post);
+                    self.shared.ready.store(true, Ordering::Release);
                 }
                 for &node in &peers {
                     if self.cfg.log_node == Some(node) {
@@ -995,8 +1052,8 @@ impl Sim {
                             self.now as f64 / 1e9
                         );
                     }
-                    let mut planner = self.planner_mut(node);
-                    planner.handle_peer_has(now, announcer, part);
+                    // Takes the announcement in.
+                    let planner = self.planner_mut(node);
                     let (acts, passive) = (planner.has_actions(), !planner.acts_on_announcements());
                     drop(planner);
                     if acts {
@@ -1096,6 +1153,8 @@ impl Sim {
         self.nodes[b as usize].peers.push(a);
         let hb = self.have_of(b);
         let ha = self.have_of(a);
+        self.link(a, b);
+        self.link(b, a);
         self.planner_mut(a)
             .handle_peer_connected(now, PeerId(u64::from(b)), hb);
         self.planner_mut(b)
@@ -1137,6 +1196,8 @@ impl Sim {
             .handle_peer_disconnected(now, PeerId(u64::from(b)));
         self.planner_mut(b)
             .handle_peer_disconnected(now, PeerId(u64::from(a)));
+        self.unlink(a, b);
+        self.unlink(b, a);
         self.drain(a);
         self.drain(b);
         for x in [a, b] {
@@ -1219,9 +1280,12 @@ impl Sim {
     /// makes another planner act) are queued, so the call depth stays bounded.
     fn drain(&mut self, node: u32) {
         // A call that queued no action changed no timer ([`Planner::has_actions`]): only
-        // whether the planner may act on announcements needs updating.
+        // whether the planner may act on announcements needs updating. Except that a drain
+        // moves a timer due at this instant one nanosecond later (see `drain_one`), which
+        // changes the order of events: that drain still runs.
         let planner = self.peek(node);
-        if !planner.has_actions() {
+        if !planner.has_actions() && self.nodes[node as usize].timer.is_none_or(|t| t > self.now)
+        {
             let passive = !planner.acts_on_announcements();
             drop(planner);
             self.passive[node as usize] = !self.left[node as usize] && passive;
@@ -1271,21 +1335,49 @@ impl Sim {
         self.passive[node as usize] = !self.left[node as usize] && !acts;
     }
 
-    /// `node`'s planner, for a call into it: announcements held back for it are delivered
-    /// first, in their order (see the `Have` event), and until its next drain it counts as one
-    /// that may act on announcements.
+    /// `node`'s planner, for a call into it: the announcements that arrived for it are taken
+    /// in first (see the `Have` event), and until its next drain it counts as one that may
+    /// act on announcements.
     fn planner_mut(&mut self, node: u32) -> PlannerRef<'_> {
         let x = node as usize;
+        let was_passive = self.passive[x];
         self.passive[x] = false;
-        let mut slot = lock(&self.slots[x]);
-        slot.deliver_held();
+        let mut slot = lock(&self.shared.slots[x]);
+        match std::mem::replace(&mut self.unseen[x], UNSEEN_NONE) {
+            UNSEEN_NONE => {}
+            UNSEEN_HELD => {
+                let _ = self.shared.catch_up(node, &mut slot, dur(self.now));
+                debug_assert!(
+                    !was_passive || !slot.planner.has_actions(),
+                    "a held-back announcement acted"
+                );
+            }
+            _ => {
+                self.shared.unseen[x].store(false, Ordering::Relaxed);
+                slot.take_in(&self.shared, dur(self.now));
+            }
+        }
         PlannerRef(slot)
+    }
+
+    /// Makes `b` a peer whose announcements `a`'s planner takes in, from the next one on
+    /// (the earlier ones are in the have set `a` is given on connecting).
+    fn link(&mut self, a: u32, b: u32) {
+        let arrived = self.shared.arrived[b as usize].load(Ordering::Relaxed);
+        lock(&self.shared.slots[a as usize]).seen.push((b, arrived));
+    }
+
+    /// Undoes [`Sim::link`].
+    fn unlink(&mut self, a: u32, b: u32) {
+        lock(&self.shared.slots[a as usize])
+            .seen
+            .retain(|(q, _)| *q != b);
     }
 
     /// `node`'s planner for a query that announcements cannot change (held-back ones stay
     /// held).
     fn peek(&self, node: u32) -> PlannerRef<'_> {
-        PlannerRef(lock(&self.slots[node as usize]))
+        PlannerRef(lock(&self.shared.slots[node as usize]))
     }
 
     fn act(&mut self, node: u32, a: Action) {
