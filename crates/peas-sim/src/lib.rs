@@ -402,30 +402,38 @@ fn take_in_background(shared: &Shared) {
 struct Nic {
     up: f64,
     down: f64,
-    /// Sum of the rates of `up_flows` / `down_flows`, kept up to date with every rate change.
-    up_used: f64,
-    down_used: f64,
     up_flows: Vec<u32>,
     down_flows: Vec<u32>,
 }
 
+/// One side of a node's link (its upload or its download, see [`side`]), in an array of its
+/// own: the rate re-sharing reads the far end of every transfer it touches.
+#[derive(Debug, Default, Clone, Copy)]
+struct Side {
+    cap: f64,
+    /// Sum of the rates of the side's transfers, kept up to date with every rate change.
+    used: f64,
+}
+
 #[derive(Debug, Default, Clone)]
+#[repr(C)]
 struct Flow {
-    alive: bool,
+    // What the rate re-sharing and the end-event check read first, together.
     src: u32,
     dst: u32,
-    req: u64,
-    upload: u64,
-    total: f64,
-    done: f64,
-    rate: f64,
-    last: Ns,
     ver: u32,
+    alive: bool,
     bad: bool,
-    /// Time of the FlowEnd event pending for this flow (`Ns::MAX`: none).
-    sched: Ns,
     /// Whether the receiver's first progress report is scheduled.
     progress: bool,
+    rate: f64,
+    total: f64,
+    done: f64,
+    last: Ns,
+    /// Time of the FlowEnd event pending for this flow (`Ns::MAX`: none).
+    sched: Ns,
+    req: u64,
+    upload: u64,
 }
 
 /// The simulator state. Rate sharing: max-min fair (what competing TCP or QUIC flows converge
@@ -443,6 +451,8 @@ pub struct Sim {
     unseen: Vec<u8>,
     /// Link state per node, same indices as `nodes`.
     nics: Vec<Nic>,
+    /// Capacity and use per [`side`].
+    sides: Vec<Side>,
     flows: Vec<Flow>,
     free_flows: Vec<u32>,
     heap: EventQueue<Ev>,
@@ -548,6 +558,7 @@ impl Sim {
         let mut nodes = Vec::with_capacity(total);
         let mut slots = Vec::with_capacity(total);
         let mut nics = Vec::with_capacity(total);
+        let mut sides = Vec::with_capacity(total * 2);
         for i in 0..total as u32 {
             let seed = rng.random::<u64>();
             let piece = cfg.partition_size.min(cfg.piece_size.max(1));
@@ -569,6 +580,11 @@ impl Sim {
                 down,
                 ..Nic::default()
             });
+            sides.push(Side {
+                cap: down,
+                used: 0.0,
+            });
+            sides.push(Side { cap: up, used: 0.0 });
             slots.push(Mutex::new(Slot {
                 planner,
                 seen: Vec::new(),
@@ -607,6 +623,7 @@ impl Sim {
             to_post: Vec::new(),
             unseen: vec![UNSEEN_NONE; total],
             nics,
+            sides,
             flows: Vec::new(),
             free_flows: Vec::new(),
             heap: EventQueue::new(),
@@ -1585,10 +1602,10 @@ impl Sim {
         }
         let rate = fl.rate;
         self.flows[f as usize].rate = 0.0;
-        let up = &mut self.nics[src as usize];
-        remove_flow(&mut up.up_flows, &mut up.up_used, f, rate);
-        let down = &mut self.nics[dst as usize];
-        remove_flow(&mut down.down_flows, &mut down.down_used, f, rate);
+        let up = &mut self.sides[side(src, true) as usize].used;
+        remove_flow(&mut self.nics[src as usize].up_flows, up, f, rate);
+        let down = &mut self.sides[side(dst, false) as usize].used;
+        remove_flow(&mut self.nics[dst as usize].down_flows, down, f, rate);
         if let Some(r) = self.nodes[dst as usize]
             .reqs
             .get_mut(&self.flows[f as usize].req)
@@ -1691,15 +1708,10 @@ impl Sim {
                 let s = &mut sc.slot[k];
                 if s.0 != epoch {
                     *s = (epoch, cons.len() as u32);
-                    let n = &self.nics[node as usize];
                     // Residual capacity: what the transfers outside `fl` leave (their rates
                     // held fixed); the rates of `fl` are added back below.
-                    let residual = if up {
-                        n.up - n.up_used
-                    } else {
-                        n.down - n.down_used
-                    };
-                    cons.push((residual, 0u32));
+                    let x = &self.sides[k];
+                    cons.push((x.cap - x.used, 0u32));
                 }
                 s.1 as usize
             };
@@ -1795,8 +1807,8 @@ impl Sim {
             let x = &mut self.flows[f as usize];
             x.rate = new;
             let (src, dst) = (x.src, x.dst);
-            self.nics[src as usize].up_used += new - old;
-            self.nics[dst as usize].down_used += new - old;
+            self.sides[side(src, true) as usize].used += new - old;
+            self.sides[side(dst, false) as usize].used += new - old;
             let x = &mut self.flows[f as usize];
             let remaining = (x.total - x.done).max(0.0);
             if new > 0.0 && !x.progress && x.total > PROGRESS_STEP as f64 && !x.bad {
