@@ -190,6 +190,17 @@ pub struct Planner {
     offer_deadline: Option<Duration>,
     /// Earliest end of a quiet period in `offer_lapsed` (no timer either).
     quiet_deadline: Option<Duration>,
+    /// Buffers reused by the scheduling and offer rounds (they run on most events).
+    scratch: Scratch,
+}
+
+/// See [`Planner::scratch`]: always empty between calls.
+#[derive(Debug, Default)]
+struct Scratch {
+    waiting: Vec<PeerId>,
+    cands: Vec<(usize, u64, PeerId)>,
+    loads: Vec<(PeerId, u32)>,
+    offer_cands: Vec<(u32, u32, u64, PeerId)>,
 }
 
 /// Order of queued uploads: (not a continuation, then copies / peer's active uploads or, with
@@ -318,6 +329,7 @@ impl Planner {
             offer_lapsed: SortedMap::new(),
             offer_deadline: None,
             quiet_deadline: None,
+            scratch: Scratch::default(),
         };
         planner.check_complete();
         planner
@@ -968,7 +980,7 @@ impl Planner {
         }
         // Peers with a request that has not delivered anything yet (queued behind a busy
         // uploader) get no second one: demand spreads over more sources.
-        let mut waiting: Vec<PeerId> = Vec::new();
+        let mut waiting = std::mem::take(&mut self.scratch.waiting);
         // Only in a big neighbourhood (the request budget below its maximum): with few peers a
         // second, queued request to a peer is what keeps that download pipelined.
         let one_waiting = self.config.one_waiting_per_peer
@@ -981,16 +993,17 @@ impl Planner {
                     .map(|r| r.peer),
             );
         }
-        let mut cands: Vec<(usize, u64, PeerId)> = self
-            .peers
-            .iter()
-            .filter(|(id, pe)| {
-                self.usable(pe, now)
-                    && pe.inflight < self.config.max_inflight_per_peer
-                    && !waiting.contains(id)
-            })
-            .map(|(id, pe)| (pe.inflight, u64::MAX - pe.rate as u64, *id))
-            .collect();
+        let mut cands = std::mem::take(&mut self.scratch.cands);
+        cands.extend(
+            self.peers
+                .iter()
+                .filter(|(id, pe)| {
+                    self.usable(pe, now)
+                        && pe.inflight < self.config.max_inflight_per_peer
+                        && !waiting.contains(id)
+                })
+                .map(|(id, pe)| (pe.inflight, u64::MAX - pe.rate as u64, *id)),
+        );
         cands.sort_unstable();
         if !self.needed.is_empty() {
             let mut progress = true;
@@ -1026,6 +1039,10 @@ impl Planner {
         {
             self.endgame(now, &cands);
         }
+        cands.clear();
+        waiting.clear();
+        self.scratch.cands = cands;
+        self.scratch.waiting = waiting;
     }
 
     /// The request budget in force: [`Config::inflight_budget`] divided by the connected
@@ -1549,14 +1566,14 @@ impl Planner {
             return;
         }
         // Uploads per peer, queued or active (few: at most the slots plus the queue).
-        let mut loads: Vec<(PeerId, u32)> = Vec::new();
+        let mut loads = std::mem::take(&mut self.scratch.loads);
         for u in self.uploads.values() {
             match loads.iter_mut().find(|(q, _)| *q == u.peer) {
                 Some((_, n)) => *n += 1,
                 None => loads.push((u.peer, 1)),
             }
         }
-        let mut cands: Vec<(u32, u32, u64, PeerId)> = Vec::new();
+        let mut cands = std::mem::take(&mut self.scratch.offer_cands);
         for (id, pe) in self.peers.iter() {
             debug_assert_eq!(pe.lacking, self.lacking_of(pe.have.as_ref()));
             if pe.lacking == 0 || self.offers.contains_key(id) || self.offer_lapsed.contains_key(id)
@@ -1577,6 +1594,10 @@ impl Planner {
             self.offer_deadline = Some(self.offer_deadline.map_or(until, |d| d.min(until)));
             self.actions.push_back(Action::Offer { peer });
         }
+        cands.clear();
+        loads.clear();
+        self.scratch.offer_cands = cands;
+        self.scratch.loads = loads;
     }
 
     /// `peer` offered us an upload slot ([`Action::Offer`] on its side). If it has something
