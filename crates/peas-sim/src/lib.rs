@@ -6,7 +6,8 @@
 //! therefore costs a round trip before data flows; a receiver reports each transfer's first
 //! 128 KiB to its planner, as peas-net does every 128 KiB. Nodes may join late, be slow, or lie
 //! (serve data that fails verification at the first 16 KiB chunk group); the origin may leave
-//! once every partition has another copy. Same [`SimConfig`], same [`SimReport`].
+//! once every partition has another copy. Same [`SimConfig`], same [`SimReport`], with one
+//! thread or two ([`SimConfig::announcement_thread`]).
 //!
 //! What is modelled and what is not is explained in `docs/scheduling.md`.
 
@@ -794,9 +795,7 @@ impl Sim {
         let to_empty: f64 = self
             .flows
             .iter()
-            .filter(|f| {
-                f.alive && self.peek(f.dst).have_partitions().count() == 0
-            })
+            .filter(|f| f.alive && self.peek(f.dst).have_partitions().count() == 0)
             .map(|f| f.rate)
             .sum();
         eprintln!(
@@ -1301,8 +1300,7 @@ impl Sim {
         // moves a timer due at this instant one nanosecond later (see `drain_one`), which
         // changes the order of events: that drain still runs.
         let planner = self.peek(node);
-        if !planner.has_actions() && self.nodes[node as usize].timer.is_none_or(|t| t > self.now)
-        {
+        if !planner.has_actions() && self.nodes[node as usize].timer.is_none_or(|t| t > self.now) {
             let passive = !planner.acts_on_announcements();
             drop(planner);
             self.passive[node as usize] = !self.left[node as usize] && passive;
@@ -1391,8 +1389,8 @@ impl Sim {
             .retain(|(q, _)| *q != b);
     }
 
-    /// `node`'s planner for a query that announcements cannot change (held-back ones stay
-    /// held).
+    /// `node`'s planner for a query that announcements cannot change (those not taken in
+    /// yet stay so).
     fn peek(&self, node: u32) -> PlannerRef<'_> {
         PlannerRef(lock(&self.shared.slots[node as usize]))
     }

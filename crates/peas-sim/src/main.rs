@@ -113,8 +113,8 @@ struct Args {
     /// Peers a node dials when it joins.
     #[arg(long, default_value_t = 16)]
     initial_peers: usize,
-    /// Threads: 2 delivers announcements held back for busy planners on a second thread
-    /// (the same results, sooner on two cores); 1 runs everything on one.
+    /// Threads: 2 lets planners that cannot act on announcements take them in on a second
+    /// thread (the same results, sooner on two cores); 1 runs everything on one.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     threads: u8,
     /// Print JSON (the only output format; accepted for compatibility).
