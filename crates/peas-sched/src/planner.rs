@@ -1587,9 +1587,14 @@ impl Planner {
         for c in cands.iter_mut() {
             c.2 = self.rng.random::<u64>();
         }
+        // The `free` first in order (keys are distinct: they end with the peer id).
+        if free < cands.len() {
+            cands.select_nth_unstable(free);
+            cands.truncate(free);
+        }
         cands.sort_unstable();
         let until = now + self.config.offer_timeout;
-        for &(_, _, _, peer) in cands.iter().take(free) {
+        for &(_, _, _, peer) in cands.iter() {
             self.offers.insert(peer, until);
             self.offer_deadline = Some(self.offer_deadline.map_or(until, |d| d.min(until)));
             self.actions.push_back(Action::Offer { peer });
