@@ -369,7 +369,8 @@ fn take_in_background(shared: &Shared) {
     let mut batch = Vec::new();
     let mut idle = 0u32;
     loop {
-        if shared.ready.swap(false, Ordering::Acquire) {
+        // Read before swapping: spinning on a swap would keep the line from the simulator.
+        if shared.ready.load(Ordering::Relaxed) && shared.ready.swap(false, Ordering::Acquire) {
             std::mem::swap(
                 &mut *shared.backlog.lock().expect("the simulator panicked"),
                 &mut batch,
