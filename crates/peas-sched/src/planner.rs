@@ -208,6 +208,24 @@ struct Scratch {
 /// uploads, arrival).
 type QueueKey = (bool, u32, u32, u32, u64, u64);
 
+/// Counts the occurrences of each peer in `peers` into `counts` (few peers: a linear scan).
+fn tally_peers(peers: impl Iterator<Item = PeerId>, counts: &mut Vec<(PeerId, u32)>) {
+    for peer in peers {
+        match counts.iter_mut().find(|(q, _)| *q == peer) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((peer, 1)),
+        }
+    }
+}
+
+/// `peer`'s count in a [`tally_peers`] result.
+fn count_of(counts: &[(PeerId, u32)], peer: PeerId) -> u32 {
+    counts
+        .iter()
+        .find(|(q, _)| *q == peer)
+        .map_or(0, |(_, n)| *n)
+}
+
 fn round_up(x: u64, to: u64) -> u64 {
     x.div_ceil(to).saturating_mul(to)
 }
@@ -1440,23 +1458,18 @@ impl Planner {
     /// the fewest active uploads from us, then the oldest.
     fn fill_upload_slots(&mut self) {
         while self.active_uploads < self.upload_slots() && !self.upload_queue.is_empty() {
-            let mut active_per_peer: Vec<(PeerId, usize)> = Vec::new();
-            for u in self.uploads.values().filter(|u| u.active) {
-                match active_per_peer.iter_mut().find(|(q, _)| *q == u.peer) {
-                    Some((_, n)) => *n += 1,
-                    None => active_per_peer.push((u.peer, 1)),
-                }
-            }
+            let mut active_per_peer = Vec::new();
+            tally_peers(
+                self.uploads.values().filter(|u| u.active).map(|u| u.peer),
+                &mut active_per_peer,
+            );
             let mut best: Option<(QueueKey, usize)> = None;
             for (i, uid) in self.upload_queue.iter().enumerate() {
                 let Some(u) = self.uploads.get(uid) else {
                     continue;
                 };
                 let copies = self.avail[u.partition as usize] + self.seed_peers;
-                let peer_active = active_per_peer
-                    .iter()
-                    .find(|(q, _)| *q == u.peer)
-                    .map_or(0, |(_, n)| *n);
+                let peer_active = count_of(&active_per_peer, u.peer);
                 // Continuing a partition this peer already gets from us comes first: the
                 // partition then completes (and can be shared on) sooner.
                 let fresh = self.first_taker[u.partition as usize] != u.peer.0.wrapping_add(1);
@@ -1467,9 +1480,9 @@ impl Planner {
                         None => self.n_parts,
                         Some(b) => b.count(),
                     });
-                    (fresh, progress, copies, peer_active as u32, served, u.seq)
+                    (fresh, progress, copies, peer_active, served, u.seq)
                 } else {
-                    (fresh, copies, peer_active as u32, 0, served, u.seq)
+                    (fresh, copies, peer_active, 0, served, u.seq)
                 };
                 if best.is_none_or(|(k, _)| key < k) {
                     best = Some((key, i));
@@ -1567,12 +1580,7 @@ impl Planner {
         }
         // Uploads per peer, queued or active (few: at most the slots plus the queue).
         let mut loads = std::mem::take(&mut self.scratch.loads);
-        for u in self.uploads.values() {
-            match loads.iter_mut().find(|(q, _)| *q == u.peer) {
-                Some((_, n)) => *n += 1,
-                None => loads.push((u.peer, 1)),
-            }
-        }
+        tally_peers(self.uploads.values().map(|u| u.peer), &mut loads);
         let mut cands = std::mem::take(&mut self.scratch.offer_cands);
         for (id, pe) in self.peers.iter() {
             debug_assert_eq!(pe.lacking, self.lacking_of(pe.have.as_ref()));
@@ -1581,7 +1589,7 @@ impl Planner {
                 continue;
             }
             let progress = pe.have.as_ref().map_or(self.n_parts, |h| h.count());
-            let load = loads.iter().find(|(q, _)| q == id).map_or(0, |(_, n)| *n);
+            let load = count_of(&loads, *id);
             cands.push((load, progress, 0, *id));
         }
         for c in cands.iter_mut() {

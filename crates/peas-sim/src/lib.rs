@@ -397,13 +397,11 @@ fn take_in_background(shared: &Shared) {
     }
 }
 
-/// A node's link state, kept apart from its planner so that the rate re-sharing, which runs
+/// A node's transfers, kept apart from its planner so that the rate re-sharing, which runs
 /// around every transfer start and end, touches a few compact arrays instead of the large
-/// per-node records.
+/// per-node records (capacities are in [`Sim::sides`]).
 #[derive(Debug, Default)]
 struct Nic {
-    up: f64,
-    down: f64,
     up_flows: Vec<u32>,
     down_flows: Vec<u32>,
 }
@@ -577,11 +575,7 @@ impl Sim {
             } else {
                 0
             };
-            nics.push(Nic {
-                up,
-                down,
-                ..Nic::default()
-            });
+            nics.push(Nic::default());
             sides.push(Side {
                 cap: down,
                 used: 0.0,
@@ -680,10 +674,21 @@ impl Sim {
         self.heap.push(t, self.seq, ev);
     }
 
+    /// Upload capacity of `node`, bytes/s.
+    fn up(&self, node: u32) -> f64 {
+        self.sides[side(node, true) as usize].cap
+    }
+
+    /// Download capacity of `node`, bytes/s.
+    fn down(&self, node: u32) -> f64 {
+        self.sides[side(node, false) as usize].cap
+    }
+
     /// The run's lower bound in seconds.
     pub fn bound_s(&self) -> f64 {
-        let ups: Vec<f64> = self.nics[1..].iter().map(|n| n.up).collect();
-        let downs: Vec<f64> = self.nics[1..].iter().map(|n| n.down).collect();
+        let n = self.nodes.len() as u32;
+        let ups: Vec<f64> = (1..n).map(|i| self.up(i)).collect();
+        let downs: Vec<f64> = (1..n).map(|i| self.down(i)).collect();
         kumar_ross_bound(self.cfg.size, self.cfg.origin_upload, &ups, &downs)
     }
 
@@ -765,7 +770,7 @@ impl Sim {
                 .map(|n| n.done_at.map(|t| t as f64 / 1e9))
                 .collect(),
             slow_nodes: (1..self.nodes.len())
-                .filter(|&i| self.nics[i].up < self.cfg.upload)
+                .filter(|&i| self.up(i as u32) < self.cfg.upload)
                 .collect(),
             lying_nodes: (1..self.nodes.len())
                 .filter(|&i| self.nodes[i].liar)
@@ -815,7 +820,10 @@ impl Sim {
             "t={:7.3}s swarm_up={:8.1}MiB/s ({:5.1}%) origin_up={:6.1}MiB/s flows={} done={} avg_verified={:5.1}% uncovered={}",
             self.next_trace as f64 / 1e9,
             up / MIB,
-            100.0 * up / (self.nics.iter().map(|x| x.up).sum::<f64>()),
+            100.0 * up
+                / (0..self.nodes.len() as u32)
+                    .map(|i| self.up(i))
+                    .sum::<f64>(),
             origin / MIB,
             active,
             done,
@@ -830,12 +838,7 @@ impl Sim {
     fn global_max_min(&self) -> (f64, usize, usize, usize) {
         let live: Vec<&Flow> = self.flows.iter().filter(|f| f.alive).collect();
         let nn = self.nodes.len();
-        let mut cap: Vec<f64> = (0..nn * 2)
-            .map(|k| {
-                let x = &self.nics[k / 2];
-                if k % 2 == 1 { x.up } else { x.down }
-            })
-            .collect();
+        let mut cap: Vec<f64> = self.sides.iter().map(|x| x.cap).collect();
         let mut users = vec![0u32; nn * 2];
         for f in &live {
             users[f.src as usize * 2 + 1] += 1;
@@ -877,16 +880,16 @@ impl Sim {
             dnr[f.dst as usize] += f.rate;
         }
         let up_sat = (0..nn)
-            .filter(|&i| upr[i] >= 0.95 * self.nics[i].up)
+            .filter(|&i| upr[i] >= 0.95 * self.up(i as u32))
             .count();
         let down_sat = (0..nn)
-            .filter(|&i| dnr[i] >= 0.95 * self.nics[i].down)
+            .filter(|&i| dnr[i] >= 0.95 * self.down(i as u32))
             .count();
         let both = live
             .iter()
             .filter(|f| {
-                upr[f.src as usize] < 0.95 * self.nics[f.src as usize].up
-                    && dnr[f.dst as usize] < 0.95 * self.nics[f.dst as usize].down
+                upr[f.src as usize] < 0.95 * self.up(f.src)
+                    && dnr[f.dst as usize] < 0.95 * self.down(f.dst)
             })
             .count();
         // Unsaturated downloaders: requests in flight, of which flowing.
@@ -897,7 +900,7 @@ impl Sim {
             if !x.joined || self.left[i] || x.done_at.is_some() {
                 continue;
             }
-            if dnr[i] < 0.95 * self.nics[i].down {
+            if dnr[i] < 0.95 * self.down(i as u32) {
                 dn += 1;
                 dreq += x.reqs.len();
                 dflow += x.reqs.values().filter(|r| r.flow.is_some()).count();
@@ -913,7 +916,7 @@ impl Sim {
                     })
                     .count();
             }
-            if upr[i] < 0.95 * self.nics[i].up {
+            if upr[i] < 0.95 * self.up(i as u32) {
                 un += 1;
                 uflows += self.nics[i].up_flows.len();
                 let me = self.peek(i as u32);
