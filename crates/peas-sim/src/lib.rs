@@ -232,7 +232,19 @@ enum Ev {
     Have { from: u32, part: u32 },
     Offer { from: u32, to: u32 },
     Timer { node: u32, ver: u32 },
-    Progress { flow: u32, dst: u32, req: u64 },
+}
+
+/// A transfer's first progress report ([`PROGRESS_STEP`]), due at its receiver's planner at
+/// `(at, seq)` in event order. Not an event in the queue: the report never makes the planner
+/// act, so it is handed over just before the receiver's next call (see [`Sim::planner_mut`]).
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    at: Ns,
+    /// The sequence number the report would have had as an event (ties at `at`).
+    seq: u64,
+    /// The transfer, while it lasts (`u32::MAX` once it ended after the report was due).
+    flow: u32,
+    req: u64,
 }
 
 #[derive(Debug)]
@@ -257,6 +269,8 @@ struct Node {
     /// When this node learned that a given peer lies: it verified a bad chunk group from it
     /// (bad data of a request it had already cancelled teaches it nothing).
     bad_from: HashMap<u32, Ns>,
+    /// First progress reports of its downloads not handed to its planner yet.
+    reports: Vec<Report>,
 }
 
 /// Hashing of request and upload ids (small sequential integers, not attacker-chosen): one
@@ -426,6 +440,9 @@ struct Flow {
     bad: bool,
     /// Whether the receiver's first progress report is scheduled.
     progress: bool,
+    /// When that report is due while it is pending ([`Report`]; `Ns::MAX`: none): advancing
+    /// the transfer past it stops there first, as handling it as an event did.
+    report_at: Ns,
     rate: f64,
     total: f64,
     done: f64,
@@ -488,6 +505,12 @@ pub struct Sim {
     passive: Vec<bool>,
     /// Per node: it left the swarm.
     left: Vec<bool>,
+    /// Sequence number of the event being handled (with `now`, its place in event order).
+    cur_seq: u64,
+    /// Per node: it has pending first progress reports ([`Node::reports`] is not empty).
+    has_reports: Vec<bool>,
+    /// Reusable buffer of [`Sim::planner_mut`].
+    due_scratch: Vec<Report>,
 }
 
 const ORIGIN: u32 = 0;
@@ -501,7 +524,9 @@ const UNSEEN_HELD: u8 = 1;
 const UNSEEN_NOW: u8 = 2;
 
 /// A receiver reports a transfer's progress to its planner after this many bytes (peas-net
-/// reports every 128 KiB); the simulator models the first report of every transfer.
+/// reports every 128 KiB); the simulator models the first report of every transfer (not queued
+/// as an event but handed over before the receiver's next call, see [`Report`]; counted among
+/// the events as `progress`).
 const PROGRESS_STEP: u64 = 128 * 1024;
 
 /// Names of the event kinds, in the order of [`SimReport::events_by_kind`].
@@ -596,6 +621,7 @@ impl Sim {
                 reqs: HashMap::default(),
                 ups: HashMap::default(),
                 bad_from: HashMap::new(),
+                reports: Vec::new(),
             });
         }
         let n_parts = cfg.size.div_ceil(lock(&slots[0]).planner.partition_size()) as usize;
@@ -647,6 +673,9 @@ impl Sim {
             peers_scratch: Vec::new(),
             passive: vec![false; total],
             left: vec![false; total],
+            cur_seq: 0,
+            has_reports: vec![false; total],
+            due_scratch: Vec::new(),
         };
         // The origin first, then everyone else in a random order (ties at t=0).
         sim.nodes[0].joined = true;
@@ -707,7 +736,7 @@ impl Sim {
                 self.flush_dirty();
                 continue;
             }
-            let Some((t, _, ev)) = self.heap.pop() else {
+            let Some((t, seq, ev)) = self.heap.pop() else {
                 hit_limit = true;
                 break;
             };
@@ -722,8 +751,17 @@ impl Sim {
                 }
             }
             self.now = t;
+            self.cur_seq = seq;
             self.events += 1;
             self.handle(ev);
+        }
+        // Reports due by the end count the bytes sent by then (as events, they did).
+        let mut due = std::mem::take(&mut self.due_scratch);
+        for x in 0..self.nodes.len() as u32 {
+            if self.has_reports[x as usize] {
+                self.take_due_reports(x, &mut due);
+                due.clear();
+            }
         }
         if let Some(t) = thread {
             self.shared.stop.store(true, Ordering::Release);
@@ -960,7 +998,6 @@ impl Sim {
             Ev::Have { .. } => 6,
             Ev::Offer { .. } => 7,
             Ev::Timer { .. } => 8,
-            Ev::Progress { .. } => 9,
         };
         self.events_by_kind[k] += 1;
         match ev {
@@ -1093,18 +1130,6 @@ impl Sim {
                 self.planner_mut(to)
                     .handle_peer_offer(now, PeerId(u64::from(from)));
                 self.drain(to);
-            }
-            Ev::Progress { flow, dst, req } => {
-                let f = &self.flows[flow as usize];
-                if !f.alive || f.dst != dst || f.req != req || f.bad {
-                    return;
-                }
-                self.advance_flow(flow, self.now);
-                let received = (PROGRESS_STEP / CHUNK_GROUP) * CHUNK_GROUP;
-                let now = dur(self.now);
-                self.planner_mut(dst)
-                    .handle_request_progress(now, RequestId(req), received);
-                self.drain(dst);
             }
             Ev::Timer { node, ver } => {
                 let n = &self.nodes[node as usize];
@@ -1359,9 +1384,24 @@ impl Sim {
     /// act on announcements.
     fn planner_mut(&mut self, node: u32) -> PlannerRef<'_> {
         let x = node as usize;
+        let mut due = std::mem::take(&mut self.due_scratch);
+        if self.has_reports[x] {
+            self.take_due_reports(node, &mut due);
+        }
         let was_passive = self.passive[x];
         self.passive[x] = false;
         let mut slot = lock(&self.shared.slots[x]);
+        // First the reports due before this call, in event order: they came before the
+        // announcement this call may be taking in, and commute with those held back (which
+        // only count what peers have).
+        for r in due.drain(..) {
+            let received = (PROGRESS_STEP / CHUNK_GROUP) * CHUNK_GROUP;
+            slot.planner
+                .handle_request_progress(dur(r.at), RequestId(r.req), received);
+            debug_assert!(!slot.planner.has_actions(), "a first progress report acted");
+            self.events += 1;
+            self.events_by_kind[9] += 1;
+        }
         match std::mem::replace(&mut self.unseen[x], UNSEEN_NONE) {
             UNSEEN_NONE => {}
             UNSEEN_HELD => {
@@ -1376,7 +1416,30 @@ impl Sim {
                 slot.take_in(&self.shared, dur(self.now));
             }
         }
+        self.due_scratch = due;
         PlannerRef(slot)
+    }
+
+    /// Moves `node`'s progress reports that are due before the event being handled into
+    /// `due`, in event order, each transfer advanced to its report's time on the way.
+    fn take_due_reports(&mut self, node: u32, due: &mut Vec<Report>) {
+        let (now, seq) = (self.now, self.cur_seq);
+        let reports = &mut self.nodes[node as usize].reports;
+        reports.retain(|r| {
+            let is_due = (r.at, r.seq) < (now, seq);
+            if is_due {
+                due.push(*r);
+            }
+            !is_due
+        });
+        self.has_reports[node as usize] = !reports.is_empty();
+        due.sort_unstable_by_key(|r| (r.at, r.seq));
+        for r in due.iter() {
+            if r.flow != u32::MAX {
+                self.advance_flow(r.flow, r.at);
+                self.flows[r.flow as usize].report_at = Ns::MAX;
+            }
+        }
     }
 
     /// Makes `b` a peer whose announcements `a`'s planner takes in, from the next one on
@@ -1549,6 +1612,7 @@ impl Sim {
             bad,
             sched: Ns::MAX,
             progress: false,
+            report_at: Ns::MAX,
         };
         self.nics[src as usize].up_flows.push(id);
         self.nics[dst as usize].down_flows.push(id);
@@ -1558,6 +1622,16 @@ impl Sim {
     }
 
     fn advance_flow(&mut self, f: u32, now: Ns) {
+        // A pending first progress report stops the transfer at its time first (handled as an
+        // event, it did; the same rounding of `done`).
+        let at = self.flows[f as usize].report_at;
+        if at < now {
+            self.advance_flow_to(f, at);
+        }
+        self.advance_flow_to(f, now);
+    }
+
+    fn advance_flow_to(&mut self, f: u32, now: Ns) {
         let fl = &mut self.flows[f as usize];
         if now <= fl.last {
             return;
@@ -1592,6 +1666,20 @@ impl Sim {
         fl.alive = false;
         fl.ver = fl.ver.wrapping_add(1);
         let (src, dst, done) = (fl.src, fl.dst, fl.done);
+        if std::mem::replace(&mut fl.report_at, Ns::MAX) != Ns::MAX {
+            // A report due before now stays for the receiver's next call; a later one would
+            // have found the transfer gone.
+            let (now, seq) = (self.now, self.cur_seq);
+            let reports = &mut self.nodes[dst as usize].reports;
+            if let Some(i) = reports.iter().position(|r| r.flow == f) {
+                if (reports[i].at, reports[i].seq) < (now, seq) {
+                    reports[i].flow = u32::MAX;
+                } else {
+                    reports.swap_remove(i);
+                    self.has_reports[dst as usize] = !reports.is_empty();
+                }
+            }
+        }
         let fl = &self.flows[f as usize];
         if aborted {
             // The receiver keeps the verified prefix (whole chunk groups) of an honest transfer.
@@ -1818,8 +1906,17 @@ impl Sim {
                 x.progress = true;
                 let step = (PROGRESS_STEP as f64 - x.done).max(0.0);
                 let t = now + self.lat + ((step / new) * 1e9).ceil() as Ns;
+                x.report_at = t;
                 let (dst, req) = (x.dst, x.req);
-                self.push(t, Ev::Progress { flow: f, dst, req });
+                // Numbered as the event it stands for.
+                self.seq += 1;
+                self.nodes[dst as usize].reports.push(Report {
+                    at: t,
+                    seq: self.seq,
+                    flow: f,
+                    req,
+                });
+                self.has_reports[dst as usize] = true;
             }
             let x = &mut self.flows[f as usize];
             if new > 0.0 {
