@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -132,55 +133,31 @@ struct Upload {
 /// accepted and not done, at most [`Config::max_connected_peers`] peers tracked; a range is
 /// only requested from a peer that announced its partition; a banned peer is never used again.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Planner {
-    config: Config,
-    size: u64,
+    // Laid out hottest first (the fields nearly every call reads share the first cache
+    // lines): in the simulator thousands of planners miss the caches on nearly every access,
+    // and the default layout spread these over the whole record.
+    now: Duration,
+    /// Shared: a swarm's planners usually run one configuration, and one copy stays cached.
+    config: Arc<Config>,
+    n_parts: u32,
+    completed_parts: u32,
+    blocks_per_part: u32,
+    seed_peers: u32,
+    active_uploads: usize,
+    missing_blocks: u64,
     partition_size: u64,
     block_size: u64,
-    n_parts: u32,
-    blocks_per_part: u32,
-    rng: ChaCha8Rng,
-    now: Duration,
-    last_tick: Duration,
+    size: u64,
 
-    blocks: Vec<Block>,
-    parts: Vec<Part>,
-    have: PartitionBits,
-    /// Partitions not had that have a block neither verified nor requested.
-    needed: PartitionBits,
-    completed_parts: u32,
-    missing_blocks: u64,
-    verified: u64,
-    complete_emitted: bool,
-
-    avail: Vec<u32>,
-    seed_peers: u32,
     peers: SortedMap<PeerId, Peer>,
-    banned: BTreeSet<PeerId>,
-
     requests: BTreeMap<RequestId, Req>,
-    next_request: u64,
-
-    uploads: BTreeMap<UploadId, Upload>,
-    upload_queue: Vec<UploadId>,
-    active_uploads: usize,
-    next_upload: u64,
-    upload_seq: u64,
-    assigned: Vec<u32>,
-    /// Per partition: 1 + the first peer we served it to (0 = never served).
-    first_taker: Vec<u64>,
-    /// Per partition: bytes of finished uploads.
-    served_bytes: Vec<u64>,
-    release_cursor: u32,
-
     actions: VecDeque<Action>,
-    bytes_uploaded_started: u64,
-    /// Earliest backoff end or refusal expiry among peers (a lower bound; refreshed on ticks).
-    peer_deadline: Option<Duration>,
-    /// Uploads accepted per peer (fairness among queued requests); forgotten on disconnect.
-    accepted_per_peer: BTreeMap<PeerId, u64>,
-    /// Super-seeding refusals per (peer, partition); forgotten on disconnect.
-    superseed_refusals: BTreeMap<(PeerId, u32), u32>,
+    avail: Vec<u32>,
+    parts: Vec<Part>,
+    blocks: Vec<Block>,
+
     /// Outstanding upload-slot offers: peer → when the offer lapses.
     offers: SortedMap<PeerId, Duration>,
     /// Peers whose last offer lapsed unanswered: not offered again until then.
@@ -190,8 +167,36 @@ pub struct Planner {
     offer_deadline: Option<Duration>,
     /// Earliest end of a quiet period in `offer_lapsed` (no timer either).
     quiet_deadline: Option<Duration>,
+    uploads: BTreeMap<UploadId, Upload>,
+    upload_queue: Vec<UploadId>,
     /// Buffers reused by the scheduling and offer rounds (they run on most events).
     scratch: Scratch,
+    next_request: u64,
+    verified: u64,
+    /// Per partition: 1 + the first peer we served it to (0 = never served).
+    first_taker: Vec<u64>,
+    /// Per partition: bytes of finished uploads.
+    served_bytes: Vec<u64>,
+    assigned: Vec<u32>,
+    /// Uploads accepted per peer (fairness among queued requests); forgotten on disconnect.
+    accepted_per_peer: BTreeMap<PeerId, u64>,
+
+    have: PartitionBits,
+    /// Partitions not had that have a block neither verified nor requested.
+    needed: PartitionBits,
+    rng: ChaCha8Rng,
+
+    last_tick: Duration,
+    /// Earliest backoff end or refusal expiry among peers (a lower bound; refreshed on ticks).
+    peer_deadline: Option<Duration>,
+    complete_emitted: bool,
+    release_cursor: u32,
+    next_upload: u64,
+    upload_seq: u64,
+    bytes_uploaded_started: u64,
+    banned: BTreeSet<PeerId>,
+    /// Super-seeding refusals per (peer, partition); forgotten on disconnect.
+    superseed_refusals: BTreeMap<(PeerId, u32), u32>,
 }
 
 /// See [`Planner::scratch`]: always empty between calls.
@@ -239,21 +244,22 @@ impl Planner {
     /// to one, and one that would give more than [`MAX_PARTITIONS`] partitions is enlarged;
     /// [`Planner::partition_size`] tells the size used. Use [`Planner::try_new`] to reject such
     /// input instead.
-    pub fn new(config: Config, size: u64, partition_size: u64, seed: u64) -> Self {
+    pub fn new(config: impl Into<Arc<Config>>, size: u64, partition_size: u64, seed: u64) -> Self {
         let mut ps = round_up(partition_size.max(1), CHUNK_GROUP);
         let min_ps = round_up(size.div_ceil(MAX_PARTITIONS), CHUNK_GROUP);
         ps = ps.max(min_ps).max(CHUNK_GROUP);
-        Self::build(config, size, ps, seed)
+        Self::build(config.into(), size, ps, seed)
     }
 
     /// Like [`Planner::new`] but rejects a partition size that is not a positive multiple of
     /// 16 KiB or a geometry with too many partitions or blocks.
     pub fn try_new(
-        config: Config,
+        config: impl Into<Arc<Config>>,
         size: u64,
         partition_size: u64,
         seed: u64,
     ) -> Result<Self, GeometryError> {
+        let config = config.into();
         if partition_size == 0 || !partition_size.is_multiple_of(CHUNK_GROUP) {
             return Err(GeometryError::BadPartitionSize(partition_size));
         }
@@ -269,7 +275,7 @@ impl Planner {
         Ok(Self::build(config, size, partition_size, seed))
     }
 
-    fn build(config: Config, size: u64, ps: u64, seed: u64) -> Self {
+    fn build(config: Arc<Config>, size: u64, ps: u64, seed: u64) -> Self {
         let n_parts = size.div_ceil(ps) as u32;
         let mut bs = round_up(config.request_size.max(1), CHUNK_GROUP).min(ps);
         // Keep the block table bounded.

@@ -582,12 +582,14 @@ impl Sim {
 
         let mut nodes = Vec::with_capacity(total);
         let mut slots = Vec::with_capacity(total);
+        // One configuration, shared by every planner (one copy in the caches).
+        let planner_cfg = Arc::new(cfg.planner.clone());
         let mut nics = Vec::with_capacity(total);
         let mut sides = Vec::with_capacity(total * 2);
         for i in 0..total as u32 {
             let seed = rng.random::<u64>();
             let piece = cfg.partition_size.min(cfg.piece_size.max(1));
-            let mut planner = Planner::new(cfg.planner.clone(), cfg.size, piece, seed);
+            let mut planner = Planner::new(Arc::clone(&planner_cfg), cfg.size, piece, seed);
             let (up, down) = if i == ORIGIN {
                 planner.handle_local_have(0..cfg.size);
                 while planner.poll_action().is_some() {}
