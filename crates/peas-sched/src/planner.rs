@@ -1587,15 +1587,24 @@ impl Planner {
         // Uploads per peer, queued or active (few: at most the slots plus the queue).
         let mut loads = std::mem::take(&mut self.scratch.loads);
         tally_peers(self.uploads.values().map(|u| u.peer), &mut loads);
+        loads.sort_unstable();
         let mut cands = std::mem::take(&mut self.scratch.offer_cands);
+        // Peers, offers, lapsed offers and loads are all ordered by peer: one merged pass.
+        let (offered, lapsed) = (self.offers.keys(), self.offer_lapsed.keys());
+        let (mut o, mut l, mut u) = (0, 0, 0);
         for (id, pe) in self.peers.iter() {
             debug_assert_eq!(pe.lacking, self.lacking_of(pe.have.as_ref()));
-            if pe.lacking == 0 || self.offers.contains_key(id) || self.offer_lapsed.contains_key(id)
-            {
+            if pe.lacking == 0 {
                 continue;
             }
+            o += offered[o..].iter().take_while(|q| *q < id).count();
+            l += lapsed[l..].iter().take_while(|q| *q < id).count();
+            if offered.get(o) == Some(id) || lapsed.get(l) == Some(id) {
+                continue;
+            }
+            u += loads[u..].iter().take_while(|(q, _)| q < id).count();
+            let load = loads.get(u).filter(|(q, _)| q == id).map_or(0, |(_, n)| *n);
             let progress = pe.have.as_ref().map_or(self.n_parts, |h| h.count());
-            let load = count_of(&loads, *id);
             cands.push((load, progress, 0, *id));
         }
         for c in cands.iter_mut() {

@@ -51,6 +51,7 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
         Some(self.vals.remove(i))
     }
 
+    #[cfg(test)]
     pub(crate) fn contains_key(&self, k: &K) -> bool {
         self.keys.binary_search(k).is_ok()
     }
@@ -66,6 +67,11 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
                 self.vals.remove(i);
             }
         }
+    }
+
+    /// The keys, ascending.
+    pub(crate) fn keys(&self) -> &[K] {
+        &self.keys
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {

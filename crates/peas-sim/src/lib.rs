@@ -1824,22 +1824,23 @@ impl Sim {
         let rate = &mut sc.rate;
         rate.clear();
         rate.resize(fl.len(), 0.0);
-        let frozen = &mut sc.frozen;
-        frozen.clear();
-        frozen.resize(fl.len(), false);
-        let mut live = fl.len();
+        // The transfers not frozen yet, as indices into `fl` (each round works on these only;
+        // every change to a constraint in a round is the same subtraction, so their order
+        // does not matter).
+        let active = &mut sc.active;
+        active.clear();
+        active.extend(0..fl.len() as u32);
         let mut rounds = 0;
-        while live > 0 {
+        while !active.is_empty() {
             rounds += 1;
             if rounds > 6 {
                 // Bounded work per event: the remaining transfers get an equal share of what
                 // is left at their tighter end (still feasible, slightly below max-min).
-                for (i, &(a, b)) in ends.iter().enumerate() {
-                    if !frozen[i] {
-                        let ga = cons[a].0 / f64::from(cons[a].1.max(1));
-                        let gb = cons[b].0 / f64::from(cons[b].1.max(1));
-                        rate[i] += ga.min(gb).max(0.0);
-                    }
+                for &i in active.iter() {
+                    let (a, b) = ends[i as usize];
+                    let ga = cons[a].0 / f64::from(cons[a].1.max(1));
+                    let gb = cons[b].0 / f64::from(cons[b].1.max(1));
+                    rate[i as usize] += ga.min(gb).max(0.0);
                 }
                 break;
             }
@@ -1852,26 +1853,25 @@ impl Sim {
             if !delta.is_finite() {
                 break;
             }
-            for (i, &(a, b)) in ends.iter().enumerate() {
-                if !frozen[i] {
-                    rate[i] += delta;
-                    cons[a].0 -= delta;
-                    cons[b].0 -= delta;
-                }
+            for &i in active.iter() {
+                let (a, b) = ends[i as usize];
+                rate[i as usize] += delta;
+                cons[a].0 -= delta;
+                cons[b].0 -= delta;
             }
-            let mut any = false;
-            for (i, &(a, b)) in ends.iter().enumerate() {
-                if !frozen[i]
-                    && (cons[a].0 <= 1e-6 * (1.0 + delta) || cons[b].0 <= 1e-6 * (1.0 + delta))
-                {
-                    frozen[i] = true;
-                    any = true;
-                    live -= 1;
+            let before = active.len();
+            let full = 1e-6 * (1.0 + delta);
+            active.retain(|&i| {
+                let (a, b) = ends[i as usize];
+                if cons[a].0 <= full || cons[b].0 <= full {
                     cons[a].1 -= 1;
                     cons[b].1 -= 1;
+                    false
+                } else {
+                    true
                 }
-            }
-            if !any {
+            });
+            if active.len() == before {
                 break;
             }
         }
@@ -1952,7 +1952,8 @@ struct Scratch {
     slot: Vec<(u32, u32)>,
     epoch: u32,
     rate: Vec<f64>,
-    frozen: Vec<bool>,
+    /// Transfers of `flows` not frozen yet (indices).
+    active: Vec<u32>,
 }
 
 /// A node's upload (`up`) or download side, as a key: `node * 2 + up`.
