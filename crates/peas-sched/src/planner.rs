@@ -68,8 +68,6 @@ struct Block {
 struct Part {
     /// Blocks not yet fully verified.
     blocks_left: u32,
-    /// Whether some block is verified in part or requested.
-    touched: bool,
 }
 
 #[derive(Debug)]
@@ -184,6 +182,8 @@ pub struct Planner {
     have: PartitionBits,
     /// Partitions not had that have a block neither verified nor requested.
     needed: PartitionBits,
+    /// Partitions with some block verified in part or requested (started).
+    touched: PartitionBits,
     rng: ChaCha8Rng,
 
     last_tick: Duration,
@@ -325,6 +325,7 @@ impl Planner {
             parts,
             have: PartitionBits::new(n_parts),
             needed,
+            touched: PartitionBits::new(n_parts),
             completed_parts: 0,
             missing_blocks,
             verified: 0,
@@ -513,7 +514,11 @@ impl Planner {
                 unassigned = true;
             }
         }
-        self.parts[p as usize].touched = touched;
+        if touched {
+            self.touched.insert(p);
+        } else {
+            self.touched.remove(p);
+        }
         if unassigned {
             self.needed.insert(p);
         } else {
@@ -959,10 +964,12 @@ impl Planner {
                 Some(b) => b.words()[wi],
             };
             let mut w = nw & hw & !refused.map_or(0, |r| r[wi]);
+            let tw = self.touched.words()[wi];
             while w != 0 {
-                let p = wi as u32 * 64 + w.trailing_zeros();
+                let bit = w.trailing_zeros();
+                let p = wi as u32 * 64 + bit;
                 w &= w - 1;
-                let untouched = !self.parts[p as usize].touched;
+                let untouched = tw & (1 << bit) == 0;
                 let rarity = if random_mode {
                     0
                 } else {
@@ -1939,7 +1946,7 @@ mod tests {
             .collect();
         assert_eq!(picks, BTreeSet::from([0, 1, 2]));
         // A started partition comes before a rarer untouched one.
-        p.parts[0].touched = true;
+        p.touched.insert(0);
         assert_eq!(p.pick_partition(PeerId(3)), Some(0));
     }
 
