@@ -86,9 +86,9 @@ struct Peer {
     // Everything the hot paths read (announcements, offer rounds, scheduling) sits in the
     // first cache line, together with the have set's count and the start of its words:
     // thousands of planners in the simulator miss the caches on nearly every access.
-    /// Partitions we have and this peer lacks (0 for a seed), kept up to date as either side
-    /// gains one: whether it is worth an offer, without a word-wise compare.
-    lacking: u32,
+    /// Its bit in the per-partition holder masks and its entry in `Planner::lacking`
+    /// (`0..max_connected_peers`, unique among connected peers).
+    slot: u32,
     failures: u32,
     inflight: usize,
     rate: f64,
@@ -152,7 +152,18 @@ pub struct Planner {
     peers: SortedMap<PeerId, Peer>,
     requests: BTreeMap<RequestId, Req>,
     actions: VecDeque<Action>,
-    avail: Vec<u32>,
+    /// Per partition, [`Planner::mask_words`] words: bit `slot` is set if the connected peer
+    /// in that slot (not a complete seed) has it. Its count is the partition's availability.
+    holders: Vec<u32>,
+    /// Words per partition in `holders` (`max_connected_peers / 32`, rounded up).
+    mask_words: u32,
+    /// Per peer slot: partitions we have and that peer lacks (0 for a seed), kept up to date
+    /// as either side gains one: whether it is worth an offer, without a word-wise compare.
+    lacking: Vec<u32>,
+    /// Slots of connected peers that are not complete seeds (`mask_words` words).
+    partial_slots: Vec<u32>,
+    /// Slots in use (`mask_words` words).
+    used_slots: Vec<u32>,
     parts: Vec<Part>,
     blocks: Vec<Block>,
 
@@ -229,6 +240,11 @@ fn count_of(counts: &[(PeerId, u32)], peer: PeerId) -> u32 {
         .iter()
         .find(|(q, _)| *q == peer)
         .map_or(0, |(_, n)| *n)
+}
+
+/// A peer slot's word in a mask, and its bit there.
+fn slot_bit(slot: u32) -> (usize, u32) {
+    ((slot / 32) as usize, 1 << (slot % 32))
 }
 
 fn round_up(x: u64, to: u64) -> u64 {
@@ -311,6 +327,7 @@ impl Planner {
             }
             needed.insert(p);
         }
+        let mask_words = config.max_connected_peers.div_ceil(32).max(1) as u32;
         let mut planner = Self {
             config,
             size,
@@ -330,7 +347,11 @@ impl Planner {
             missing_blocks,
             verified: 0,
             complete_emitted: false,
-            avail: vec![0; n_parts as usize],
+            holders: vec![0; n_parts as usize * mask_words as usize],
+            mask_words,
+            lacking: vec![0; mask_words as usize * 32],
+            partial_slots: vec![0; mask_words as usize],
+            used_slots: vec![0; mask_words as usize],
             seed_peers: 0,
             peers: SortedMap::new(),
             banned: BTreeSet::new(),
@@ -462,7 +483,10 @@ impl Planner {
 
     /// How many connected peers have partition `p` (complete seeds included).
     pub fn availability(&self, p: u32) -> u32 {
-        self.avail.get(p as usize).copied().unwrap_or(0) + self.seed_peers
+        if p >= self.n_parts {
+            return self.seed_peers;
+        }
+        self.avail(p) + self.seed_peers
     }
 
     /// The peer and range of an in-flight request (`None` if unknown).
@@ -556,9 +580,14 @@ impl Planner {
         part.blocks_left -= 1;
         if part.blocks_left == 0 {
             self.have.insert(p);
-            for pe in self.peers.values_mut() {
-                if pe.have.as_ref().is_some_and(|b| !b.contains(p)) {
-                    pe.lacking += 1;
+            // Every peer (not a seed) that lacks it now lacks one more of ours.
+            let w = self.mask_words as usize;
+            let holders = &self.holders[p as usize * w..][..w];
+            for (i, (&partial, &has)) in self.partial_slots.iter().zip(holders).enumerate() {
+                let mut m = partial & !has;
+                while m != 0 {
+                    self.lacking[i * 32 + m.trailing_zeros() as usize] += 1;
+                    m &= m - 1;
                 }
             }
             self.needed.remove(p);
@@ -651,16 +680,18 @@ impl Planner {
             return;
         }
         if let Some(old) = self.peers.get_mut(&peer) {
-            let old_have = old.have.take();
-            self.remove_have(old_have);
+            let (old_have, slot) = (old.have.take(), old.slot);
+            self.remove_have(old_have, slot);
         } else if self.peers.len() >= self.config.max_connected_peers {
             self.actions.push_back(Action::Disconnect { peer });
             return;
         } else {
+            let slot = self.take_slot();
             self.peers.insert(
                 peer,
                 Peer {
                     have: None,
+                    slot,
                     inflight: 0,
                     failures: 0,
                     retry_at: Duration::ZERO,
@@ -669,7 +700,6 @@ impl Planner {
                     refused: PartitionBits::new(self.n_parts),
                     refused_until: None,
                     slow_strikes: 0,
-                    lacking: 0,
                 },
             );
         }
@@ -683,32 +713,57 @@ impl Planner {
                 Some(b)
             }
         };
-        match &bits {
-            None => self.seed_peers += 1,
-            Some(b) => {
-                for p in b.iter() {
-                    self.avail[p as usize] += 1;
-                }
-            }
-        }
         let lacking = self.lacking_of(bits.as_ref());
         if let Some(pe) = self.peers.get_mut(&peer) {
+            let slot = pe.slot;
+            match &bits {
+                None => self.seed_peers += 1,
+                Some(b) => {
+                    let (w, bit) = slot_bit(slot);
+                    self.partial_slots[w] |= bit;
+                    for p in b.iter() {
+                        self.holders[p as usize * self.mask_words as usize + w] |= bit;
+                    }
+                }
+            }
+            self.lacking[slot as usize] = lacking;
             pe.have = bits;
-            pe.lacking = lacking;
         }
         self.rebalance(now);
         self.schedule(now);
     }
 
-    fn remove_have(&mut self, have: Option<PartitionBits>) {
+    /// Forgets what the peer in `slot` had (its have set, taken out of its record).
+    fn remove_have(&mut self, have: Option<PartitionBits>, slot: u32) {
+        self.lacking[slot as usize] = 0;
         match have {
             None => self.seed_peers = self.seed_peers.saturating_sub(1),
             Some(b) => {
+                let (w, bit) = slot_bit(slot);
+                self.partial_slots[w] &= !bit;
                 for p in b.iter() {
-                    self.avail[p as usize] = self.avail[p as usize].saturating_sub(1);
+                    self.holders[p as usize * self.mask_words as usize + w] &= !bit;
                 }
             }
         }
+    }
+
+    /// How many connected peers other than complete seeds have partition `p`.
+    fn avail(&self, p: u32) -> u32 {
+        let w = self.mask_words as usize;
+        (self.holders[p as usize * w..][..w].iter())
+            .map(|m| m.count_ones())
+            .sum()
+    }
+
+    /// A free peer slot (there is one: at most `max_connected_peers` peers are connected).
+    fn take_slot(&mut self) -> u32 {
+        let (i, word) = (self.used_slots.iter_mut().enumerate())
+            .find(|(_, w)| **w != u32::MAX)
+            .expect("a free peer slot below max_connected_peers");
+        let b = (!*word).trailing_zeros();
+        *word |= 1 << b;
+        i as u32 * 32 + b
     }
 
     /// A connected peer announced that it now has partition `p`. Ignored for unknown peers and
@@ -724,10 +779,12 @@ impl Planner {
         if let Some(b) = &mut pe.have
             && b.insert(p)
         {
+            let slot = pe.slot;
             if self.have.contains(p) {
-                pe.lacking -= 1;
+                self.lacking[slot as usize] -= 1;
             }
-            self.avail[p as usize] += 1;
+            let (w, bit) = slot_bit(slot);
+            self.holders[p as usize * self.mask_words as usize + w] |= bit;
             if self.needed.contains(p) {
                 self.schedule(now);
             }
@@ -766,7 +823,9 @@ impl Planner {
             self.release_request(id);
         }
         if let Some(pe) = self.peers.remove(&peer) {
-            self.remove_have(pe.have);
+            self.remove_have(pe.have, pe.slot);
+            let (w, bit) = slot_bit(pe.slot);
+            self.used_slots[w] &= !bit;
         }
         self.accepted_per_peer.remove(&peer);
         self.withdraw_offer(peer);
@@ -973,7 +1032,7 @@ impl Planner {
                 let rarity = if random_mode {
                     0
                 } else {
-                    self.avail[p as usize] + self.seed_peers
+                    self.avail(p) + self.seed_peers
                 };
                 let key = (untouched, rarity);
                 match &best {
@@ -1317,8 +1376,7 @@ impl Planner {
     /// A partition is released once a connected peer has it or we served its full length.
     fn released(&self, p: u32) -> bool {
         let r = self.partition_range(p);
-        self.served_bytes[p as usize] >= r.end - r.start
-            || self.avail[p as usize] + self.seed_peers > 0
+        self.served_bytes[p as usize] >= r.end - r.start || self.avail(p) + self.seed_peers > 0
     }
 
     /// Whether some partition has no copy anywhere we know of (super-seeding still going on).
@@ -1345,7 +1403,7 @@ impl Planner {
                 .uploads
                 .values()
                 .any(|u| u.partition == p && u.peer != peer);
-        let copies = self.avail[p as usize] + self.seed_peers > 0;
+        let copies = self.avail(p) + self.seed_peers > 0;
         if !((copies || other_taker || other_upload) && self.release_pending()) {
             return false;
         }
@@ -1481,7 +1539,7 @@ impl Planner {
                 let Some(u) = self.uploads.get(uid) else {
                     continue;
                 };
-                let copies = self.avail[u.partition as usize] + self.seed_peers;
+                let copies = self.avail(u.partition) + self.seed_peers;
                 let peer_active = count_of(&active_per_peer, u.peer);
                 // Continuing a partition this peer already gets from us comes first: the
                 // partition then completes (and can be shared on) sooner.
@@ -1528,7 +1586,7 @@ impl Planner {
     }
 
     /// Partitions we have that a peer with have-set `theirs` lacks (`None`: a seed, 0), counted
-    /// word by word; `Peer::lacking` keeps this up to date incrementally.
+    /// word by word; `Planner::lacking` keeps this up to date incrementally.
     fn lacking_of(&self, theirs: Option<&PartitionBits>) -> u32 {
         theirs.map_or(0, |t| {
             (t.words().iter())
@@ -1600,8 +1658,9 @@ impl Planner {
         let (offered, lapsed) = (self.offers.keys(), self.offer_lapsed.keys());
         let (mut o, mut l, mut u) = (0, 0, 0);
         for (id, pe) in self.peers.iter() {
-            debug_assert_eq!(pe.lacking, self.lacking_of(pe.have.as_ref()));
-            if pe.lacking == 0 {
+            let lacking = self.lacking[pe.slot as usize];
+            debug_assert_eq!(lacking, self.lacking_of(pe.have.as_ref()));
+            if lacking == 0 {
                 continue;
             }
             o += offered[o..].iter().take_while(|q| *q < id).count();
