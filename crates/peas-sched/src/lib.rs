@@ -122,6 +122,8 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Most peers connected at once; a peer connecting beyond it gets [`Action::Disconnect`].
+    /// The planner keeps a mask of these peers per partition: 4 bytes per partition for every
+    /// 32 of them.
     pub max_connected_peers: usize,
     /// Most outgoing requests in flight at once, over all peers (the budget with few peers).
     pub max_inflight_total: usize,
