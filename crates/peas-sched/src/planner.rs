@@ -1874,6 +1874,39 @@ mod tests {
         Duration::from_millis(x)
     }
 
+    /// More peers than one 32-bit mask word holds: availability counts them all, a peer
+    /// beyond the limit is dropped, and a leaving peer's slot serves the next one.
+    #[test]
+    fn availability_counts_peers_beyond_one_mask_word() {
+        let c = Config {
+            max_connected_peers: 70,
+            ..cfg()
+        };
+        let mut p = Planner::new(c, 4 * PS, PS, 1);
+        for i in 0..70u64 {
+            let parts = if i % 2 == 0 { vec![0, 1] } else { vec![1] };
+            p.handle_peer_connected(ms(0), PeerId(i), PeerHave::Partitions(parts));
+        }
+        assert_eq!(p.availability(0), 35);
+        assert_eq!(p.availability(1), 70);
+        drain(&mut p);
+        p.handle_peer_connected(ms(0), PeerId(100), PeerHave::Partitions(vec![0]));
+        let acts = drain(&mut p);
+        assert!(
+            acts.iter()
+                .any(|a| matches!(a, Action::Disconnect { peer } if *peer == PeerId(100)))
+        );
+        assert_eq!(p.availability(0), 35);
+        p.handle_peer_disconnected(ms(1), PeerId(64));
+        assert_eq!(p.availability(0), 34);
+        p.handle_peer_connected(ms(2), PeerId(200), PeerHave::Partitions(vec![2]));
+        assert_eq!(p.availability(2), 1);
+        p.handle_peer_has(ms(3), PeerId(69), 3);
+        p.handle_peer_has(ms(3), PeerId(200), 3);
+        assert_eq!(p.availability(3), 2);
+        assert_eq!(p.availability(1), 69);
+    }
+
     #[test]
     fn free_slots_are_offered_to_peers_that_lack_our_data() {
         let mut p = Planner::new(cfg(), 2 * PS, PS, 3);

@@ -2043,6 +2043,26 @@ mod tests {
         assert!(far <= 4, "a node is {far} hops from the origin");
     }
 
+    /// Planners with more peers than one 32-bit mask word holds: the swarm completes (debug
+    /// builds also check every planner's per-slot counts on each offer round).
+    #[test]
+    fn planners_with_more_than_32_peers_complete() {
+        let r = run(SimConfig {
+            nodes: 64,
+            size: 16 << 20,
+            partition_size: 1 << 20,
+            initial_peers: 40,
+            max_peers: 48,
+            planner: Config {
+                max_connected_peers: 48,
+                ..Config::default()
+            },
+            ..SimConfig::default()
+        });
+        assert!(!r.hit_limit);
+        assert_eq!(r.completed_nodes, r.honest_nodes);
+    }
+
     /// Holding announcements back for passive planners, and delivering them on a second
     /// thread, changes nothing but the cost.
     #[test]
