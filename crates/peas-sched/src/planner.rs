@@ -242,6 +242,12 @@ fn count_of(counts: &[(PeerId, u32)], peer: PeerId) -> u32 {
         .map_or(0, |(_, n)| *n)
 }
 
+/// Where partition `p`'s words are in `Planner::holders` (`words` per partition).
+fn mask_range(words: u32, p: u32) -> Range<usize> {
+    let w = words as usize;
+    p as usize * w..(p as usize + 1) * w
+}
+
 /// A peer slot's word in a mask, and its bit there.
 fn slot_bit(slot: u32) -> (usize, u32) {
     ((slot / 32) as usize, 1 << (slot % 32))
@@ -581,8 +587,7 @@ impl Planner {
         if part.blocks_left == 0 {
             self.have.insert(p);
             // Every peer (not a seed) that lacks it now lacks one more of ours.
-            let w = self.mask_words as usize;
-            let holders = &self.holders[p as usize * w..][..w];
+            let holders = &self.holders[mask_range(self.mask_words, p)];
             for (i, (&partial, &has)) in self.partial_slots.iter().zip(holders).enumerate() {
                 let mut m = partial & !has;
                 while m != 0 {
@@ -722,7 +727,7 @@ impl Planner {
                     let (w, bit) = slot_bit(slot);
                     self.partial_slots[w] |= bit;
                     for p in b.iter() {
-                        self.holders[p as usize * self.mask_words as usize + w] |= bit;
+                        self.holders[mask_range(self.mask_words, p).start + w] |= bit;
                     }
                 }
             }
@@ -742,7 +747,7 @@ impl Planner {
                 let (w, bit) = slot_bit(slot);
                 self.partial_slots[w] &= !bit;
                 for p in b.iter() {
-                    self.holders[p as usize * self.mask_words as usize + w] &= !bit;
+                    self.holders[mask_range(self.mask_words, p).start + w] &= !bit;
                 }
             }
         }
@@ -750,8 +755,7 @@ impl Planner {
 
     /// How many connected peers other than complete seeds have partition `p`.
     fn avail(&self, p: u32) -> u32 {
-        let w = self.mask_words as usize;
-        (self.holders[p as usize * w..][..w].iter())
+        (self.holders[mask_range(self.mask_words, p)].iter())
             .map(|m| m.count_ones())
             .sum()
     }
@@ -784,7 +788,7 @@ impl Planner {
                 self.lacking[slot as usize] -= 1;
             }
             let (w, bit) = slot_bit(slot);
-            self.holders[p as usize * self.mask_words as usize + w] |= bit;
+            self.holders[mask_range(self.mask_words, p).start + w] |= bit;
             if self.needed.contains(p) {
                 self.schedule(now);
             }

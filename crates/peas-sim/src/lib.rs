@@ -507,8 +507,6 @@ pub struct Sim {
     left: Vec<bool>,
     /// Sequence number of the event being handled (with `now`, its place in event order).
     cur_seq: u64,
-    /// Per node: it has pending first progress reports ([`Node::reports`] is not empty).
-    has_reports: Vec<bool>,
     /// Reusable buffer of [`Sim::planner_mut`].
     due_scratch: Vec<Report>,
 }
@@ -528,6 +526,9 @@ const UNSEEN_NOW: u8 = 2;
 /// as an event but handed over before the receiver's next call, see [`Report`]; counted among
 /// the events as `progress`).
 const PROGRESS_STEP: u64 = 128 * 1024;
+
+/// Verified bytes the first progress report tells (whole chunk groups).
+const FIRST_REPORT: u64 = (PROGRESS_STEP / CHUNK_GROUP) * CHUNK_GROUP;
 
 /// Names of the event kinds, in the order of [`SimReport::events_by_kind`].
 pub const EVENT_KINDS: [&str; 10] = [
@@ -676,7 +677,6 @@ impl Sim {
             passive: vec![false; total],
             left: vec![false; total],
             cur_seq: 0,
-            has_reports: vec![false; total],
             due_scratch: Vec::new(),
         };
         // The origin first, then everyone else in a random order (ties at t=0).
@@ -760,7 +760,7 @@ impl Sim {
         // Reports due by the end count the bytes sent by then (as events, they did).
         let mut due = std::mem::take(&mut self.due_scratch);
         for x in 0..self.nodes.len() as u32 {
-            if self.has_reports[x as usize] {
+            if !self.nodes[x as usize].reports.is_empty() {
                 self.take_due_reports(x, &mut due);
                 due.clear();
             }
@@ -1387,7 +1387,7 @@ impl Sim {
     fn planner_mut(&mut self, node: u32) -> PlannerRef<'_> {
         let x = node as usize;
         let mut due = std::mem::take(&mut self.due_scratch);
-        if self.has_reports[x] {
+        if !self.nodes[x].reports.is_empty() {
             self.take_due_reports(node, &mut due);
         }
         let was_passive = self.passive[x];
@@ -1397,9 +1397,8 @@ impl Sim {
         // announcement this call may be taking in, and commute with those held back (which
         // only count what peers have).
         for r in due.drain(..) {
-            let received = (PROGRESS_STEP / CHUNK_GROUP) * CHUNK_GROUP;
             slot.planner
-                .handle_request_progress(dur(r.at), RequestId(r.req), received);
+                .handle_request_progress(dur(r.at), RequestId(r.req), FIRST_REPORT);
             debug_assert!(!slot.planner.has_actions(), "a first progress report acted");
             self.events += 1;
             self.events_by_kind[9] += 1;
@@ -1434,7 +1433,6 @@ impl Sim {
             }
             !is_due
         });
-        self.has_reports[node as usize] = !reports.is_empty();
         due.sort_unstable_by_key(|r| (r.at, r.seq));
         for r in due.iter() {
             if r.flow != u32::MAX {
@@ -1678,7 +1676,6 @@ impl Sim {
                     reports[i].flow = u32::MAX;
                 } else {
                     reports.swap_remove(i);
-                    self.has_reports[dst as usize] = !reports.is_empty();
                 }
             }
         }
@@ -1918,7 +1915,6 @@ impl Sim {
                     flow: f,
                     req,
                 });
-                self.has_reports[dst as usize] = true;
             }
             let x = &mut self.flows[f as usize];
             if new > 0.0 {
