@@ -14,11 +14,12 @@
 mod bits;
 mod downloads;
 mod planner;
+mod slots;
 mod sorted_map;
 
 pub use bits::PartitionBits;
 pub use downloads::{ContentId, DownloadAction, Downloads, GroupId, IntentId, IntentOutcome};
-pub use planner::{GeometryError, MAX_BLOCKS, MAX_PARTITIONS, PeerStats, Planner};
+pub use planner::{GeometryError, MAX_BLOCKS, MAX_PARTITIONS, PeerSlot, PeerStats, Planner};
 
 use std::ops::Range;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! serve when). See `docs/scheduling.md` for the policies.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::num::NonZeroU32;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::bits::PartitionBits;
+use crate::slots::PeerSlots;
 use crate::sorted_map::SortedMap;
 use crate::{Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, RequestId, UploadId};
 
@@ -83,10 +85,10 @@ struct Req {
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Peer {
-    // Everything the hot paths read (announcements, offer rounds, scheduling) sits in the
-    // first cache line, together with the have set's count and the start of its words:
-    // thousands of planners in the simulator miss the caches on nearly every access.
-    /// Its bit in the per-partition holder masks and its entry in `Planner::lacking`
+    // Everything the hot paths read (offer rounds, scheduling) sits in the first cache line,
+    // together with the refused set's count: thousands of planners in the simulator miss the
+    // caches on nearly every access. What the peer has is in `Planner::slots`.
+    /// Its bit in the per-partition holder masks and its entry in `Planner::slots`
     /// (`0..max_connected_peers`, unique among connected peers).
     slot: u32,
     failures: u32,
@@ -94,24 +96,33 @@ struct Peer {
     rate: f64,
     retry_at: Duration,
     bytes_received: u64,
-    /// `None` = complete seed.
-    have: Option<PartitionBits>,
     slow_strikes: u32,
     refused: PartitionBits,
     refused_until: Option<Duration>,
 }
 
 impl Peer {
-    fn has(&self, p: u32) -> bool {
-        match &self.have {
-            None => true,
-            Some(b) => b.contains(p),
-        }
+    /// Whether partition `p` may be asked from this peer (`sets`: what the planner's peers
+    /// have): it has it and did not refuse it lately.
+    fn can_serve(&self, sets: &PeerSlots, p: u32) -> bool {
+        sets.contains(self.slot, p) && (self.refused.is_empty() || !self.refused.contains(p))
+    }
+}
+
+/// Where a planner keeps a connected peer: its slot in the per-peer arrays, fixed while the
+/// peer stays connected (and reused after it leaves). A shell that delivers many announcements
+/// remembers it ([`Planner::peer_slot`]) and passes it to [`Planner::handle_peer_has_in`],
+/// which then finds the peer's state without a lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerSlot(NonZeroU32);
+
+impl PeerSlot {
+    fn new(slot: u32) -> Self {
+        Self(NonZeroU32::MIN.saturating_add(slot))
     }
 
-    /// Whether partition `p` may be asked from this peer: it has it and did not refuse it lately.
-    fn can_serve(&self, p: u32) -> bool {
-        self.has(p) && (self.refused.is_empty() || !self.refused.contains(p))
+    fn index(self) -> u32 {
+        self.0.get() - 1
     }
 }
 
@@ -157,13 +168,16 @@ pub struct Planner {
     holders: Vec<u32>,
     /// Words per partition in `holders` (`max_connected_peers / 32`, rounded up).
     mask_words: u32,
-    /// Per peer slot: partitions we have and that peer lacks (0 for a seed), kept up to date
-    /// as either side gains one: whether it is worth an offer, without a word-wise compare.
-    lacking: Vec<u32>,
     /// Slots of connected peers that are not complete seeds (`mask_words` words).
     partial_slots: Vec<u32>,
     /// Slots in use (`mask_words` words).
     used_slots: Vec<u32>,
+    /// Per peer slot: the peer in it, what it has, and how many of our partitions it lacks
+    /// (kept up to date as either side gains one: whether it is worth an offer, without a
+    /// word-wise compare). Apart from the peer records, so that an announcement given with its
+    /// slot ([`Planner::handle_peer_has_in`]) reads nothing whose address depends on another
+    /// read.
+    slots: PeerSlots,
     parts: Vec<Part>,
     blocks: Vec<Block>,
 
@@ -355,9 +369,9 @@ impl Planner {
             complete_emitted: false,
             holders: vec![0; n_parts as usize * mask_words as usize],
             mask_words,
-            lacking: vec![0; mask_words as usize * 32],
             partial_slots: vec![0; mask_words as usize],
             used_slots: vec![0; mask_words as usize],
+            slots: PeerSlots::new(mask_words as usize * 32, n_parts),
             seed_peers: 0,
             peers: SortedMap::new(),
             banned: BTreeSet::new(),
@@ -483,7 +497,7 @@ impl Planner {
             inflight: p.inflight,
             failures: p.failures,
             slow_strikes: p.slow_strikes,
-            is_seed: p.have.is_none() || p.have.as_ref().is_some_and(|h| h.count() == self.n_parts),
+            is_seed: self.slots.count(p.slot) == self.n_parts,
         })
     }
 
@@ -591,7 +605,7 @@ impl Planner {
             for (i, (&partial, &has)) in self.partial_slots.iter().zip(holders).enumerate() {
                 let mut m = partial & !has;
                 while m != 0 {
-                    self.lacking[i * 32 + m.trailing_zeros() as usize] += 1;
+                    *self.slots.lacking_mut(i as u32 * 32 + m.trailing_zeros()) += 1;
                     m &= m - 1;
                 }
             }
@@ -684,18 +698,18 @@ impl Planner {
             self.actions.push_back(Action::Ban { peer });
             return;
         }
-        if let Some(old) = self.peers.get_mut(&peer) {
-            let (old_have, slot) = (old.have.take(), old.slot);
-            self.remove_have(old_have, slot);
+        if let Some(old) = self.peers.get(&peer) {
+            let slot = old.slot;
+            self.remove_have(slot);
         } else if self.peers.len() >= self.config.max_connected_peers {
             self.actions.push_back(Action::Disconnect { peer });
             return;
         } else {
             let slot = self.take_slot();
+            self.slots.occupy(slot, peer);
             self.peers.insert(
                 peer,
                 Peer {
-                    have: None,
                     slot,
                     inflight: 0,
                     failures: 0,
@@ -708,49 +722,47 @@ impl Planner {
                 },
             );
         }
-        let bits = match have {
-            PeerHave::All => None,
-            PeerHave::Partitions(list) => {
-                let mut b = PartitionBits::new(self.n_parts);
-                for p in list {
-                    b.insert(p);
-                }
-                Some(b)
-            }
-        };
-        let lacking = self.lacking_of(bits.as_ref());
-        if let Some(pe) = self.peers.get_mut(&peer) {
+        if let Some(pe) = self.peers.get(&peer) {
             let slot = pe.slot;
-            match &bits {
-                None => self.seed_peers += 1,
-                Some(b) => {
+            match have {
+                PeerHave::All => {
+                    self.seed_peers += 1;
+                    self.slots.set_seed(slot);
+                }
+                PeerHave::Partitions(list) => {
                     let (w, bit) = slot_bit(slot);
                     self.partial_slots[w] |= bit;
-                    for p in b.iter() {
-                        self.holders[mask_range(self.mask_words, p).start + w] |= bit;
+                    for p in list {
+                        if self.slots.insert(slot, p) {
+                            self.holders[mask_range(self.mask_words, p).start + w] |= bit;
+                        }
                     }
                 }
             }
-            self.lacking[slot as usize] = lacking;
-            pe.have = bits;
+            *self.slots.lacking_mut(slot) = self.lacking_of(self.slots.words(slot));
         }
         self.rebalance(now);
         self.schedule(now);
     }
 
-    /// Forgets what the peer in `slot` had (its have set, taken out of its record).
-    fn remove_have(&mut self, have: Option<PartitionBits>, slot: u32) {
-        self.lacking[slot as usize] = 0;
-        match have {
+    /// Forgets what the peer in `slot` had.
+    fn remove_have(&mut self, slot: u32) {
+        match self.slots.words(slot) {
             None => self.seed_peers = self.seed_peers.saturating_sub(1),
-            Some(b) => {
+            Some(words) => {
                 let (w, bit) = slot_bit(slot);
                 self.partial_slots[w] &= !bit;
-                for p in b.iter() {
-                    self.holders[mask_range(self.mask_words, p).start + w] &= !bit;
+                for (wi, &word) in words.iter().enumerate() {
+                    let mut m = word;
+                    while m != 0 {
+                        let p = wi as u32 * 64 + m.trailing_zeros();
+                        m &= m - 1;
+                        self.holders[mask_range(self.mask_words, p).start + w] &= !bit;
+                    }
                 }
             }
         }
+        self.slots.clear(slot);
     }
 
     /// How many connected peers other than complete seeds have partition `p`.
@@ -777,15 +789,35 @@ impl Planner {
         if p >= self.n_parts {
             return;
         }
-        let Some(pe) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        if let Some(b) = &mut pe.have
-            && b.insert(p)
-        {
-            let slot = pe.slot;
+        if let Some(pe) = self.peers.get(&peer) {
+            self.note_peer_has(now, pe.slot, p);
+        }
+    }
+
+    /// A connected peer's slot (`None` if it is not connected); see [`PeerSlot`].
+    pub fn peer_slot(&self, peer: PeerId) -> Option<PeerSlot> {
+        self.peers.get(&peer).map(|pe| PeerSlot::new(pe.slot))
+    }
+
+    /// [`Planner::handle_peer_has`] for a peer in a slot the caller remembers from
+    /// [`Planner::peer_slot`]: the same outcome, without looking the peer up. A slot that no
+    /// longer holds `peer` falls back to the lookup.
+    pub fn handle_peer_has_in(&mut self, now: Duration, peer: PeerId, slot: PeerSlot, p: u32) {
+        let slot = slot.index();
+        if !self.slots.holds(slot, peer) {
+            return self.handle_peer_has(now, peer, p);
+        }
+        self.advance(now);
+        if p < self.n_parts {
+            self.note_peer_has(now, slot, p);
+        }
+    }
+
+    /// The peer in `slot` has partition `p` (`p` in range).
+    fn note_peer_has(&mut self, now: Duration, slot: u32, p: u32) {
+        if self.slots.insert(slot, p) {
             if self.have.contains(p) {
-                self.lacking[slot as usize] -= 1;
+                *self.slots.lacking_mut(slot) -= 1;
             }
             let (w, bit) = slot_bit(slot);
             self.holders[mask_range(self.mask_words, p).start + w] |= bit;
@@ -827,7 +859,8 @@ impl Planner {
             self.release_request(id);
         }
         if let Some(pe) = self.peers.remove(&peer) {
-            self.remove_have(pe.have, pe.slot);
+            self.remove_have(pe.slot);
+            self.slots.vacate(pe.slot);
             let (w, bit) = slot_bit(pe.slot);
             self.used_slots[w] &= !bit;
         }
@@ -1019,13 +1052,11 @@ impl Planner {
         let needed = self.needed.words();
         // Refusals are rare: an empty set is not read at all.
         let refused = (!pe.refused.is_empty()).then(|| pe.refused.words());
+        let peer_words = self.slots.words(pe.slot);
         let mut best: Option<(u32, (bool, u32))> = None;
         let mut ties = 0u32;
         for (wi, &nw) in needed.iter().enumerate() {
-            let hw = match &pe.have {
-                None => u64::MAX,
-                Some(b) => b.words()[wi],
-            };
+            let hw = peer_words.map_or(u64::MAX, |b| b[wi]);
             let mut w = nw & hw & !refused.map_or(0, |r| r[wi]);
             let tw = self.touched.words()[wi];
             while w != 0 {
@@ -1191,7 +1222,7 @@ impl Planner {
                     continue;
                 }
                 let p = r.block / self.blocks_per_part;
-                if !qp.can_serve(p) {
+                if !qp.can_serve(&self.slots, p) {
                     continue;
                 }
                 let age = now.saturating_sub(r.issued);
@@ -1245,7 +1276,7 @@ impl Planner {
                     || q.inflight > 0
                     || !self.usable(q, now)
                     || used.contains(qid)
-                    || !q.can_serve(p)
+                    || !q.can_serve(&self.slots, p)
                 {
                     continue;
                 }
@@ -1551,10 +1582,8 @@ impl Planner {
                 let served = self.accepted_per_peer.get(&u.peer).copied().unwrap_or(0);
                 let key = if self.config.neediest_first {
                     // The peer furthest behind first: the last node to finish sets the time.
-                    let progress = self.peers.get(&u.peer).map_or(0, |pe| match &pe.have {
-                        None => self.n_parts,
-                        Some(b) => b.count(),
-                    });
+                    let progress =
+                        (self.peers.get(&u.peer)).map_or(0, |pe| self.slots.count(pe.slot));
                     (fresh, progress, copies, peer_active, served, u.seq)
                 } else {
                     (fresh, copies, peer_active, 0, served, u.seq)
@@ -1590,10 +1619,10 @@ impl Planner {
     }
 
     /// Partitions we have that a peer with have-set `theirs` lacks (`None`: a seed, 0), counted
-    /// word by word; `Planner::lacking` keeps this up to date incrementally.
-    fn lacking_of(&self, theirs: Option<&PartitionBits>) -> u32 {
+    /// word by word; `Planner::slots` keeps this up to date incrementally.
+    fn lacking_of(&self, theirs: Option<&[u64]>) -> u32 {
         theirs.map_or(0, |t| {
-            (t.words().iter())
+            (t.iter())
                 .zip(self.have.words())
                 .map(|(t, m)| (m & !t).count_ones())
                 .sum()
@@ -1662,8 +1691,8 @@ impl Planner {
         let (offered, lapsed) = (self.offers.keys(), self.offer_lapsed.keys());
         let (mut o, mut l, mut u) = (0, 0, 0);
         for (id, pe) in self.peers.iter() {
-            let lacking = self.lacking[pe.slot as usize];
-            debug_assert_eq!(lacking, self.lacking_of(pe.have.as_ref()));
+            let lacking = self.slots.lacking(pe.slot);
+            debug_assert_eq!(lacking, self.lacking_of(self.slots.words(pe.slot)));
             if lacking == 0 {
                 continue;
             }
@@ -1674,7 +1703,7 @@ impl Planner {
             }
             u += loads[u..].iter().take_while(|(q, _)| q < id).count();
             let load = loads.get(u).filter(|(q, _)| q == id).map_or(0, |(_, n)| *n);
-            let progress = pe.have.as_ref().map_or(self.n_parts, |h| h.count());
+            let progress = self.slots.count(pe.slot);
             cands.push((load, progress, 0, *id));
         }
         for c in cands.iter_mut() {
@@ -1735,7 +1764,8 @@ impl Planner {
         // to the request budget.
         let offerer = self.peers.get(&peer);
         let movable = self.oldest_request(|r| {
-            waiting(r) && offerer.is_some_and(|o| o.can_serve(r.block / self.blocks_per_part))
+            waiting(r)
+                && offerer.is_some_and(|o| o.can_serve(&self.slots, r.block / self.blocks_per_part))
         });
         let (victim, block) = match (full, pick, movable) {
             (false, Some(b), _) => (None, b),
@@ -1788,7 +1818,7 @@ impl Planner {
             .filter(|r| {
                 r.peer != peer
                     && self.blocks[r.block as usize].reqs.len() == 1
-                    && pe.can_serve(r.block / self.blocks_per_part)
+                    && pe.can_serve(&self.slots, r.block / self.blocks_per_part)
             })
             .max_by_key(|r| (r.range.end - r.range.start - r.received, r.block))
             .map(|r| r.block);
@@ -1909,6 +1939,48 @@ mod tests {
         p.handle_peer_has(ms(3), PeerId(200), 3);
         assert_eq!(p.availability(3), 2);
         assert_eq!(p.availability(1), 69);
+    }
+
+    /// An announcement given with the peer's slot does what one given by peer id does; a slot
+    /// that no longer holds the peer (it left, another took the slot) falls back to the
+    /// lookup, and a peer that is gone is ignored.
+    #[test]
+    fn announcements_by_slot_match_those_by_peer() {
+        let run = |by_slot: bool| {
+            let mut p = Planner::new(cfg(), 8 * PS, PS, 5);
+            p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![0]));
+            p.handle_peer_connected(ms(0), PeerId(2), PeerHave::Partitions(vec![]));
+            let slot1 = p.peer_slot(PeerId(1)).expect("connected");
+            let slot2 = p.peer_slot(PeerId(2)).expect("connected");
+            assert_ne!(slot1, slot2);
+            assert_eq!(p.peer_slot(PeerId(3)), None);
+            let mut acts = drain(&mut p);
+            let has = |p: &mut Planner, t, peer, slot, part| {
+                if by_slot {
+                    p.handle_peer_has_in(ms(t), peer, slot, part);
+                } else {
+                    p.handle_peer_has(ms(t), peer, part);
+                }
+            };
+            has(&mut p, 1, PeerId(2), slot2, 3);
+            has(&mut p, 1, PeerId(1), slot1, 4);
+            // Peer 1 leaves and peer 3 takes its slot: the stale slot still means peer 1.
+            p.handle_peer_disconnected(ms(2), PeerId(1));
+            p.handle_peer_connected(ms(2), PeerId(3), PeerHave::Partitions(vec![]));
+            assert_eq!(p.peer_slot(PeerId(3)), Some(slot1));
+            has(&mut p, 3, PeerId(1), slot1, 5);
+            has(&mut p, 3, PeerId(2), slot1, 6);
+            acts.extend(drain(&mut p));
+            let avail: Vec<u32> = (0..8).map(|q| p.availability(q)).collect();
+            (acts, avail)
+        };
+        let (acts, avail) = run(true);
+        assert_eq!((acts.clone(), avail.clone()), run(false));
+        assert_eq!(avail, vec![0, 0, 0, 1, 0, 0, 1, 0]);
+        assert!(
+            acts.iter()
+                .any(|a| matches!(a, Action::Request { peer, .. } if *peer == PeerId(2)))
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod queue;
 use queue::EventQueue;
 
 use peas_sched::{
-    Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, Planner, RequestId, UploadId,
+    Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, PeerSlot, Planner, RequestId, UploadId,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -303,8 +303,17 @@ impl Hasher for IdHasher {
 struct Slot {
     planner: Planner,
     /// Per connected peer: how many of its announcements (entries of [`Shared::log`]) the
-    /// planner has been given.
-    seen: Vec<(u32, u32)>,
+    /// planner has been given, and the peer's slot in the planner once known (announcements
+    /// given with it need no lookup of the peer).
+    seen: Vec<Seen>,
+}
+
+/// See [`Slot::seen`].
+#[derive(Debug)]
+struct Seen {
+    peer: u32,
+    taken: u32,
+    slot: Option<PeerSlot>,
 }
 
 impl Slot {
@@ -312,14 +321,24 @@ impl Slot {
     /// in (announcer by announcer; for a planner that cannot act on them their order does not
     /// matter, and one that can gets each as it arrives).
     fn take_in(&mut self, shared: &Shared, now: Duration) {
-        for (q, seen) in self.seen.iter_mut() {
-            let arrived = shared.arrived[*q as usize].load(Ordering::Acquire);
-            while *seen < arrived {
-                let part = shared.log[*q as usize][*seen as usize].load(Ordering::Relaxed);
-                self.planner
-                    .handle_peer_has(now, PeerId(u64::from(*q)), part);
-                *seen += 1;
+        for s in self.seen.iter_mut() {
+            let arrived = shared.arrived[s.peer as usize].load(Ordering::Acquire);
+            if s.taken == arrived {
+                continue;
             }
+            let peer = PeerId(u64::from(s.peer));
+            if s.slot.is_none() {
+                s.slot = self.planner.peer_slot(peer);
+            }
+            let log = &shared.log[s.peer as usize];
+            for part in &log[s.taken as usize..arrived as usize] {
+                let part = part.load(Ordering::Relaxed);
+                match s.slot {
+                    Some(slot) => self.planner.handle_peer_has_in(now, peer, slot, part),
+                    None => self.planner.handle_peer_has(now, peer, part),
+                }
+            }
+            s.taken = arrived;
         }
     }
 }
@@ -1446,14 +1465,18 @@ impl Sim {
     /// (the earlier ones are in the have set `a` is given on connecting).
     fn link(&mut self, a: u32, b: u32) {
         let arrived = self.shared.arrived[b as usize].load(Ordering::Relaxed);
-        lock(&self.shared.slots[a as usize]).seen.push((b, arrived));
+        lock(&self.shared.slots[a as usize]).seen.push(Seen {
+            peer: b,
+            taken: arrived,
+            slot: None,
+        });
     }
 
     /// Undoes [`Sim::link`].
     fn unlink(&mut self, a: u32, b: u32) {
         lock(&self.shared.slots[a as usize])
             .seen
-            .retain(|(q, _)| *q != b);
+            .retain(|s| s.peer != b);
     }
 
     /// `node`'s planner for a query that announcements cannot change (those not taken in
