@@ -248,6 +248,28 @@ fn tally_peers(peers: impl Iterator<Item = PeerId>, counts: &mut Vec<(PeerId, u3
     }
 }
 
+/// Makes sure `v[..=i]` holds the smallest `i + 1` elements in ascending order, given that
+/// `v[..ordered]` already does (`ordered <= i`); returns the new length of that prefix. The
+/// first few positions are found by selection, then the rest is sorted at once, so that
+/// reading a prefix costs O(prefix × len) at most and reading all costs one sort.
+fn order_up_to<T: Ord>(v: &mut [T], ordered: usize, i: usize) -> usize {
+    const SELECTED: usize = 4;
+    if i < ordered {
+        return ordered;
+    }
+    if i >= SELECTED {
+        v[ordered..].sort_unstable();
+        return v.len();
+    }
+    let mut o = ordered;
+    while o <= i {
+        let min = (o..v.len()).min_by(|&a, &b| v[a].cmp(&v[b])).unwrap_or(o);
+        v.swap(o, min);
+        o += 1;
+    }
+    o
+}
+
 /// `peer`'s count in a [`tally_peers`] result.
 fn count_of(counts: &[(PeerId, u32)], peer: PeerId) -> u32 {
     counts
@@ -1129,15 +1151,20 @@ impl Planner {
                 })
                 .map(|(id, pe)| (pe.inflight, u64::MAX - pe.rate as u64, *id)),
         );
-        cands.sort_unstable();
+        // Peers are tried in key order (keys are distinct: they end with the peer id). Most
+        // rounds issue one request and need only the first peers in that order, so the order
+        // is found lazily: the first few by selection, the rest by one sort when reached.
+        let mut ordered = 0;
         if !self.needed.is_empty() {
             let mut progress = true;
             while progress && self.requests.len() < self.inflight_cap() {
                 progress = false;
-                for &(_, _, peer) in &cands {
+                for i in 0..cands.len() {
                     if self.requests.len() >= self.inflight_cap() {
                         break;
                     }
+                    ordered = order_up_to(&mut cands, ordered, i);
+                    let peer = cands[i].2;
                     let inflight = self.peers.get(&peer).map_or(usize::MAX, |p| p.inflight);
                     if inflight >= self.config.max_inflight_per_peer || waiting.contains(&peer) {
                         continue;
@@ -1162,6 +1189,9 @@ impl Planner {
             && self.missing_blocks <= self.config.endgame_blocks as u64
             && self.requests.len() < self.inflight_cap()
         {
+            if ordered < cands.len() {
+                cands[ordered..].sort_unstable();
+            }
             self.endgame(now, &cands);
         }
         cands.clear();
@@ -1906,6 +1936,33 @@ mod tests {
 
     fn ms(x: u64) -> Duration {
         Duration::from_millis(x)
+    }
+
+    /// Reading a lazily ordered vector position by position, stopping anywhere, gives the
+    /// sorted order's prefix; reading it all gives the sorted vector.
+    #[test]
+    fn lazy_order_matches_a_sort() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for len in 0..40usize {
+            for stop in 0..=len {
+                let v: Vec<(u32, u64)> = (0..len)
+                    .map(|i| (rng.random_range(0..4), i as u64 ^ rng.random::<u64>()))
+                    .collect();
+                let mut sorted = v.clone();
+                sorted.sort_unstable();
+                let mut lazy = v;
+                let mut ordered = 0;
+                for i in 0..stop {
+                    ordered = order_up_to(&mut lazy, ordered, i);
+                    assert_eq!(lazy[i], sorted[i]);
+                }
+                assert!(ordered >= stop);
+                if ordered < len {
+                    lazy[ordered..].sort_unstable();
+                }
+                assert_eq!(lazy, sorted);
+            }
+        }
     }
 
     /// More peers than one 32-bit mask word holds: availability counts them all, a peer
