@@ -311,8 +311,11 @@ struct Slot {
 /// See [`Slot::seen`].
 #[derive(Debug)]
 struct Seen {
+    /// The announcing peer (a node index).
     peer: u32,
+    /// How many of its announcements the planner has been given.
     taken: u32,
+    /// Its slot in the planner (`None` until the planner knows the peer).
     slot: Option<PeerSlot>,
 }
 
