@@ -170,8 +170,6 @@ pub struct Planner {
     mask_words: u32,
     /// Slots of connected peers that are not complete seeds (`mask_words` words).
     partial_slots: Vec<u32>,
-    /// Slots in use (`mask_words` words).
-    used_slots: Vec<u32>,
     /// Per peer slot: the peer in it, what it has, and how many of our partitions it lacks
     /// (kept up to date as either side gains one: whether it is worth an offer, without a
     /// word-wise compare). Apart from the peer records, so that an announcement given with its
@@ -392,7 +390,6 @@ impl Planner {
             holders: vec![0; n_parts as usize * mask_words as usize],
             mask_words,
             partial_slots: vec![0; mask_words as usize],
-            used_slots: vec![0; mask_words as usize],
             slots: PeerSlots::new(mask_words as usize * 32, n_parts),
             seed_peers: 0,
             peers: SortedMap::new(),
@@ -720,15 +717,15 @@ impl Planner {
             self.actions.push_back(Action::Ban { peer });
             return;
         }
-        if let Some(old) = self.peers.get(&peer) {
+        let slot = if let Some(old) = self.peers.get(&peer) {
             let slot = old.slot;
             self.remove_have(slot);
+            slot
         } else if self.peers.len() >= self.config.max_connected_peers {
             self.actions.push_back(Action::Disconnect { peer });
             return;
         } else {
-            let slot = self.take_slot();
-            self.slots.occupy(slot, peer);
+            let slot = self.slots.occupy(peer);
             self.peers.insert(
                 peer,
                 Peer {
@@ -743,26 +740,24 @@ impl Planner {
                     slow_strikes: 0,
                 },
             );
-        }
-        if let Some(pe) = self.peers.get(&peer) {
-            let slot = pe.slot;
-            match have {
-                PeerHave::All => {
-                    self.seed_peers += 1;
-                    self.slots.set_seed(slot);
-                }
-                PeerHave::Partitions(list) => {
-                    let (w, bit) = slot_bit(slot);
-                    self.partial_slots[w] |= bit;
-                    for p in list {
-                        if self.slots.insert(slot, p) {
-                            self.holders[mask_range(self.mask_words, p).start + w] |= bit;
-                        }
+            slot
+        };
+        match have {
+            PeerHave::All => {
+                self.seed_peers += 1;
+                self.slots.set_seed(slot);
+            }
+            PeerHave::Partitions(list) => {
+                let (w, bit) = slot_bit(slot);
+                self.partial_slots[w] |= bit;
+                for p in list {
+                    if self.slots.insert(slot, p) {
+                        self.holders[mask_range(self.mask_words, p).start + w] |= bit;
                     }
                 }
             }
-            *self.slots.lacking_mut(slot) = self.lacking_of(self.slots.words(slot));
         }
+        *self.slots.lacking_mut(slot) = self.lacking_of(self.slots.words(slot));
         self.rebalance(now);
         self.schedule(now);
     }
@@ -792,16 +787,6 @@ impl Planner {
         (self.holders[mask_range(self.mask_words, p)].iter())
             .map(|m| m.count_ones())
             .sum()
-    }
-
-    /// A free peer slot (there is one: at most `max_connected_peers` peers are connected).
-    fn take_slot(&mut self) -> u32 {
-        let (i, word) = (self.used_slots.iter_mut().enumerate())
-            .find(|(_, w)| **w != u32::MAX)
-            .expect("a free peer slot below max_connected_peers");
-        let b = (!*word).trailing_zeros();
-        *word |= 1 << b;
-        i as u32 * 32 + b
     }
 
     /// A connected peer announced that it now has partition `p`. Ignored for unknown peers and
@@ -883,8 +868,6 @@ impl Planner {
         if let Some(pe) = self.peers.remove(&peer) {
             self.remove_have(pe.slot);
             self.slots.vacate(pe.slot);
-            let (w, bit) = slot_bit(pe.slot);
-            self.used_slots[w] &= !bit;
         }
         self.accepted_per_peer.remove(&peer);
         self.withdraw_offer(peer);

@@ -57,13 +57,20 @@ impl PeerSlots {
         slot as usize * self.words..(slot as usize + 1) * self.words
     }
 
-    /// Puts `peer` in free `slot`, with an empty set.
-    pub(crate) fn occupy(&mut self, slot: u32, peer: PeerId) {
-        self.meta[slot as usize] = Meta {
+    /// Puts `peer` in the lowest free slot, with an empty set; returns that slot.
+    ///
+    /// # Panics
+    /// If no slot is free (the planner connects at most as many peers as it has slots).
+    pub(crate) fn occupy(&mut self, peer: PeerId) -> u32 {
+        let slot = (self.meta.iter())
+            .position(|m| m.count == Self::FREE)
+            .expect("a free peer slot below max_connected_peers");
+        self.meta[slot] = Meta {
             peer: peer.0,
             count: 0,
             lacking: 0,
         };
+        slot as u32
     }
 
     /// Frees `slot` (its set emptied).
@@ -152,9 +159,9 @@ mod tests {
     fn slots_keep_their_sets_apart() {
         let mut s = PeerSlots::new(3, 130);
         assert!(!s.holds(0, PeerId(7)) && !s.holds(3, PeerId(7)));
-        s.occupy(0, PeerId(7));
-        s.occupy(1, PeerId(8));
-        s.occupy(2, PeerId(9));
+        assert_eq!(s.occupy(PeerId(7)), 0);
+        assert_eq!(s.occupy(PeerId(8)), 1);
+        assert_eq!(s.occupy(PeerId(9)), 2);
         assert!(s.holds(0, PeerId(7)) && !s.holds(0, PeerId(8)));
         assert!(s.insert(0, 129));
         assert!(!s.insert(0, 129));
@@ -170,7 +177,7 @@ mod tests {
         assert_eq!(s.lacking(2), 4);
         s.vacate(2);
         assert!(!s.holds(2, PeerId(9)) && !s.insert(2, 6));
-        s.occupy(2, PeerId(10));
+        assert_eq!(s.occupy(PeerId(10)), 2);
         assert_eq!(
             (s.count(2), s.lacking(2), s.words(2).map(|w| w[0])),
             (0, 0, Some(0))
