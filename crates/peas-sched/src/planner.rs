@@ -1543,6 +1543,14 @@ impl Planner {
         id
     }
 
+    /// Whether [`Planner::handle_upload_request`] reads what peers have: only a complete,
+    /// super-seeding planner does (it refuses partitions a peer already has). When false, a
+    /// shell holding announcements back from this planner ([`Planner::acts_on_announcements`])
+    /// may keep holding them across that call: the outcome is the same.
+    pub fn upload_requests_read_announcements(&self) -> bool {
+        self.config.super_seeding && self.is_complete()
+    }
+
     /// Upload slots in force: [`Config::seed_upload_slots`] once complete.
     pub fn upload_slots(&self) -> usize {
         if self.is_complete() {
@@ -1745,25 +1753,12 @@ impl Planner {
     /// delivered nothing yet (queued at a busy peer) is moved to it.
     pub fn handle_peer_offer(&mut self, now: Duration, peer: PeerId) {
         self.advance(now);
-        if self.is_complete() {
-            return;
-        }
-        let Some(pe) = self.peers.get(&peer) else {
-            return;
-        };
-        if !self.usable(pe, now) || pe.inflight >= self.config.max_inflight_per_peer {
+        if self.ignores_offer(now, peer) {
             return;
         }
         let full = self.requests.len() >= self.inflight_cap();
         let settle = self.config.offer_timeout * 2;
-        // Silent: a request to another peer that has delivered nothing for a while (queued at
-        // a busy peer).
-        let silent =
-            |r: &Req| r.received == 0 && now.saturating_sub(r.issued) >= settle && r.peer != peer;
-        // Cheap exit first: a full budget with nothing silent to move.
-        if full && !self.requests.values().any(silent) {
-            return;
-        }
+        let silent = |r: &Req| Self::is_silent(r, now, settle, peer);
         let pick = self
             .pick_partition(peer)
             .and_then(|p| self.first_unassigned_block(p));
@@ -1808,6 +1803,37 @@ impl Planner {
         if !self.block_is_done(block) && self.blocks[block as usize].reqs.is_empty() {
             self.issue(now, peer, block);
         }
+    }
+
+    /// Whether [`Planner::handle_peer_offer`] with these arguments would do nothing: we are
+    /// complete, the peer is not usable or has its share of our requests, or our request
+    /// budget is full with no silent request to move. Announcements held back from a planner
+    /// that does not act on them ([`Planner::acts_on_announcements`]) cannot change the
+    /// answer, and progress not reported yet (short of a whole request) can only turn it
+    /// from false to true, so a shell may skip such an offer, with whatever it holds back
+    /// for this planner, and get the same outcome.
+    pub fn ignores_offer(&self, now: Duration, peer: PeerId) -> bool {
+        if self.is_complete() {
+            return true;
+        }
+        let Some(pe) = self.peers.get(&peer) else {
+            return true;
+        };
+        if !self.usable(pe, now) || pe.inflight >= self.config.max_inflight_per_peer {
+            return true;
+        }
+        let settle = self.config.offer_timeout * 2;
+        self.requests.len() >= self.inflight_cap()
+            && !self
+                .requests
+                .values()
+                .any(|r| Self::is_silent(r, now, settle, peer))
+    }
+
+    /// Silent: a request to another peer than `offerer` that has delivered nothing for
+    /// `settle` (queued at a busy peer).
+    fn is_silent(r: &Req, now: Duration, settle: Duration, offerer: PeerId) -> bool {
+        r.received == 0 && now.saturating_sub(r.issued) >= settle && r.peer != offerer
     }
 
     /// The oldest in-flight request matching `f` (ties: the lower id), with its block.
@@ -2115,9 +2141,11 @@ mod tests {
         // Budget full, the request to peer 1 still silent but young: an offer does nothing.
         p.handle_peer_connected(ms(1), PeerId(2), PeerHave::Partitions(vec![1, 2]));
         drain(&mut p);
+        assert!(p.ignores_offer(ms(5), PeerId(2)));
         p.handle_peer_offer(ms(5), PeerId(2));
         assert!(requests(&drain(&mut p)).is_empty());
         // Once it has waited a while, the offer moves it: cancel at peer 1, ask peer 2.
+        assert!(!p.ignores_offer(ms(50), PeerId(2)));
         p.handle_peer_offer(ms(50), PeerId(2));
         let acts = drain(&mut p);
         assert!(acts.contains(&Action::Cancel { id: first[0].0 }));
@@ -2130,6 +2158,44 @@ mod tests {
         drain(&mut p);
         p.handle_peer_offer(ms(100), PeerId(3));
         assert!(requests(&drain(&mut p)).is_empty());
+    }
+
+    /// An incomplete planner decides an upload request the same whether announcements held
+    /// back from it come before or after; a complete super-seeding one reads them.
+    #[test]
+    fn upload_requests_read_announcements_only_when_super_seeding() {
+        let build = || {
+            let c = Config {
+                max_inflight_total: 1,
+                ..cfg()
+            };
+            let mut p = Planner::new(c, 4 * PS, PS, 3);
+            p.handle_local_have(0..PS);
+            p.handle_peer_connected(ms(0), PeerId(1), PeerHave::Partitions(vec![1]));
+            p.handle_peer_connected(ms(0), PeerId(2), PeerHave::Partitions(vec![]));
+            drain(&mut p);
+            // The request budget is full: announcements cannot make it act.
+            assert!(!p.acts_on_announcements());
+            assert!(!p.upload_requests_read_announcements());
+            p
+        };
+        let (mut early, mut late) = (build(), build());
+        early.handle_peer_has(ms(1), PeerId(2), 0);
+        early.handle_peer_has(ms(1), PeerId(2), 2);
+        let a = early.handle_upload_request(ms(2), PeerId(2), 0..PS);
+        let acts_early = drain(&mut early);
+        let b = late.handle_upload_request(ms(2), PeerId(2), 0..PS);
+        let acts_late = drain(&mut late);
+        late.handle_peer_has(ms(1), PeerId(2), 0);
+        late.handle_peer_has(ms(1), PeerId(2), 2);
+        assert_eq!(a, b);
+        assert_eq!(acts_early, acts_late);
+        assert_eq!(acts_early, vec![Action::AcceptUpload { id: a }]);
+        assert!(drain(&mut late).is_empty());
+
+        let mut seed = Planner::new(cfg(), 4 * PS, PS, 3);
+        seed.handle_local_have(0..4 * PS);
+        assert!(seed.upload_requests_read_announcements());
     }
 
     #[test]

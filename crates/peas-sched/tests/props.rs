@@ -164,9 +164,17 @@ impl Shell {
         self.drain();
     }
 
+    /// Per connected peer (in id order): whether the planner ignores an offer from it now.
+    fn ignored_offers(&self) -> Vec<bool> {
+        self.connected
+            .keys()
+            .map(|&q| self.planner.ignores_offer(self.now, q))
+            .collect()
+    }
+
     fn step(&mut self, rng: &mut ChaCha8Rng, n_parts: u32, allow_failures: bool) {
         self.now += Duration::from_millis(rng.random_range(0..50));
-        match rng.random_range(0..10) {
+        match rng.random_range(0..11) {
             0..=3 => {
                 // Finish or progress an outstanding request.
                 if let Some((&id, (_, range))) = self
@@ -178,7 +186,16 @@ impl Shell {
                     let r = rng.random_range(0..4);
                     if r == 0 {
                         let got = rng.random_range(0..=len);
+                        let before = self.ignored_offers();
                         self.planner.handle_request_progress(self.now, id, got);
+                        if got < len && !self.planner.has_actions() {
+                            // Progress not reported yet only ever hides that an offer is
+                            // ignored.
+                            let after = self.ignored_offers();
+                            for (b, a) in before.iter().zip(&after) {
+                                assert!(!b || *a, "progress made an ignored offer count");
+                            }
+                        }
                         if got == len {
                             self.outstanding.remove(&id);
                         }
@@ -206,7 +223,14 @@ impl Shell {
                     if let Some(Some(s)) = self.connected.get_mut(&peer) {
                         s.insert(p);
                     }
+                    let passive = !self.planner.acts_on_announcements();
+                    let before = self.ignored_offers();
                     self.planner.handle_peer_has(self.now, peer, p);
+                    if passive {
+                        // An announcement held back from a planner that cannot act on it
+                        // does not change which offers it ignores.
+                        assert_eq!(before, self.ignored_offers());
+                    }
                 }
             }
             5 => {
@@ -224,6 +248,21 @@ impl Shell {
                 if let Some(&id) = self.accepted.keys().next() {
                     self.accepted.remove(&id);
                     self.planner.handle_upload_done(self.now, id);
+                }
+            }
+            10 => {
+                // A peer offers an upload slot; an offer the planner says it ignores does
+                // nothing (a shell may skip it).
+                let peers: Vec<PeerId> = self.connected.keys().copied().collect();
+                if !peers.is_empty() {
+                    let peer = peers[rng.random_range(0..peers.len())];
+                    let ignored = self.planner.ignores_offer(self.now, peer);
+                    assert!(!self.planner.has_actions());
+                    self.planner.handle_peer_offer(self.now, peer);
+                    assert!(
+                        !ignored || !self.planner.has_actions(),
+                        "an offer the planner ignores acted"
+                    );
                 }
             }
             7 if allow_failures => {
