@@ -414,10 +414,12 @@ fn take_in_background(shared: &Shared) {
             for x in batch.drain(..) {
                 let mut slot = lock(&shared.slots[x as usize]);
                 // The time is that of no call: these planners only count what peers have.
+                // (A planner may have actions queued that the simulator has not polled yet:
+                // a call that reads no announcements was made with some still held.)
                 let had = slot.planner.has_actions();
                 let took = shared.catch_up(x, &mut slot, Duration::ZERO);
                 debug_assert!(
-                    !took || (!had && !slot.planner.has_actions()),
+                    !took || had || !slot.planner.has_actions(),
                     "a held-back announcement acted"
                 );
             }
@@ -1151,8 +1153,17 @@ impl Sim {
                     return;
                 }
                 let now = dur(self.now);
-                self.planner_mut(to)
-                    .handle_peer_offer(now, PeerId(u64::from(from)));
+                let from = PeerId(u64::from(from));
+                // An offer the planner would ignore is skipped: the announcements and reports
+                // held back for it stay so (most offers reach planners with a full request
+                // budget, and taking in their announcements here was a fifth of this
+                // thread's work). Not when its timer is due now: that drain moves it.
+                if self.nodes[to as usize].timer.is_none_or(|t| t > self.now)
+                    && self.peek(to).ignores_offer(now, from)
+                {
+                    return;
+                }
+                self.planner_mut(to).handle_peer_offer(now, from);
                 self.drain(to);
             }
             Ev::Timer { node, ver } => {
@@ -1314,9 +1325,16 @@ impl Sim {
         }
         let range = r.range.clone();
         let now = dur(self.now);
-        let uid = self
-            .planner_mut(src)
-            .handle_upload_request(now, PeerId(u64::from(dst)), range);
+        // Most uploaders read nothing announcements change here: those held back for them
+        // stay so (taking them in here was a fifth of this thread's work: a request often
+        // arrives together with the requester's announcement).
+        let mut planner = if self.peek(src).upload_requests_read_announcements() {
+            self.planner_mut(src)
+        } else {
+            self.planner_keep_held(src)
+        };
+        let uid = planner.handle_upload_request(now, PeerId(u64::from(dst)), range);
+        drop(planner);
         self.nodes[src as usize].ups.insert(uid.0, (dst, req));
         if let Some(r) = self.nodes[dst as usize].reqs.get_mut(&req) {
             r.upload = Some(uid.0);
@@ -1379,7 +1397,8 @@ impl Sim {
     fn drain_one(&mut self, node: u32) {
         // One lock for the last poll and the two queries after it.
         let (timeout, acts) = loop {
-            let mut planner = self.planner_mut(node);
+            // Polls read nothing announcements change.
+            let mut planner = self.planner_keep_held(node);
             let Some(a) = planner.poll_action() else {
                 break (planner.poll_timeout(), planner.acts_on_announcements());
             };
@@ -1407,6 +1426,19 @@ impl Sim {
     /// in first (see the `Have` event), and until its next drain it counts as one that may
     /// act on announcements.
     fn planner_mut(&mut self, node: u32) -> PlannerRef<'_> {
+        self.planner_with(node, true)
+    }
+
+    /// `node`'s planner for a call that does not read what peers have (polling it, or see
+    /// [`Planner::upload_requests_read_announcements`]): like [`Sim::planner_mut`], but the
+    /// announcements held back for it stay so (for the announcement thread, or its next
+    /// call that reads them).
+    fn planner_keep_held(&mut self, node: u32) -> PlannerRef<'_> {
+        self.planner_with(node, false)
+    }
+
+    /// [`Sim::planner_mut`] (`catch_up`) or [`Sim::planner_keep_held`].
+    fn planner_with(&mut self, node: u32, catch_up: bool) -> PlannerRef<'_> {
         let x = node as usize;
         let mut due = std::mem::take(&mut self.due_scratch);
         if !self.nodes[x].reports.is_empty() {
@@ -1424,6 +1456,12 @@ impl Sim {
             debug_assert!(!slot.planner.has_actions(), "a first progress report acted");
             self.events += 1;
             self.events_by_kind[9] += 1;
+        }
+        if !catch_up {
+            // Only announcements a planner cannot act on are still held at a call.
+            debug_assert_ne!(self.unseen[x], UNSEEN_NOW);
+            self.due_scratch = due;
+            return PlannerRef(slot);
         }
         match std::mem::replace(&mut self.unseen[x], UNSEEN_NONE) {
             UNSEEN_NONE => {}
