@@ -212,6 +212,10 @@ pub struct Planner {
     last_tick: Duration,
     /// Earliest backoff end or refusal expiry among peers (a lower bound; refreshed on ticks).
     peer_deadline: Option<Duration>,
+    /// Whether `peer_deadline` is exactly what [`Planner::handle_timeout`]'s walk over the
+    /// peers would find (false once a deadline it counted was moved or left with its peer):
+    /// while it is and not due, that walk is skipped.
+    peer_deadline_exact: bool,
     complete_emitted: bool,
     release_cursor: u32,
     next_upload: u64,
@@ -409,6 +413,7 @@ impl Planner {
             bytes_uploaded_started: 0,
             accepted_per_peer: BTreeMap::new(),
             peer_deadline: None,
+            peer_deadline_exact: true,
             superseed_refusals: BTreeMap::new(),
             offers: SortedMap::new(),
             offer_lapsed: SortedMap::new(),
@@ -868,6 +873,10 @@ impl Planner {
         if let Some(pe) = self.peers.remove(&peer) {
             self.remove_have(pe.slot);
             self.slots.vacate(pe.slot);
+            if pe.refused_until.is_some() || pe.retry_at > self.now {
+                // The earliest deadline may have been this peer's.
+                self.peer_deadline_exact = false;
+            }
         }
         self.accepted_per_peer.remove(&peer);
         self.withdraw_offer(peer);
@@ -1006,6 +1015,10 @@ impl Planner {
                     pe.failures = pe.failures.saturating_add(1);
                     let shift = (pe.failures - 1).min(20);
                     let delay = base.saturating_mul(1u32 << shift).min(max);
+                    if pe.retry_at > now {
+                        // A backoff the earliest deadline may stand for moves later.
+                        self.peer_deadline_exact = false;
+                    }
                     pe.retry_at = now + delay;
                     let d = now + delay;
                     self.peer_deadline = Some(self.peer_deadline.map_or(d, |x| x.min(d)));
@@ -1263,7 +1276,8 @@ impl Planner {
         if self.is_complete() || self.requests.is_empty() {
             return;
         }
-        let mean = self.mean_rate();
+        // Read every peer record: only when a request is old enough to be taken back.
+        let mut mean: Option<Option<f64>> = None;
         let mut used: Vec<PeerId> = Vec::new();
         let mut steals: Vec<(RequestId, PeerId)> = Vec::new();
         for (id, r) in &self.requests {
@@ -1296,7 +1310,8 @@ impl Planner {
                 let rate = if q.rate > 0.0 {
                     q.rate
                 } else {
-                    mean.unwrap_or(f64::MAX)
+                    mean.get_or_insert_with(|| self.mean_rate())
+                        .unwrap_or(f64::MAX)
                 };
                 if alt_peer.is_none_or(|(br, _)| rate > br) {
                     alt_peer = Some((rate, *qid));
@@ -1338,19 +1353,24 @@ impl Planner {
     /// back from slow peers, retries peers whose backoff ended, and hands out new requests.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.advance(now);
-        self.peer_deadline = None;
-        for pe in self.peers.values_mut() {
-            if pe.refused_until.is_some_and(|t| t <= now) {
-                pe.refused.clear();
-                pe.refused_until = None;
-            }
-            let mut d = pe.refused_until;
-            if pe.retry_at > now {
-                d = Some(d.map_or(pe.retry_at, |x| x.min(pe.retry_at)));
-            }
-            if let Some(d) = d {
-                self.peer_deadline = Some(self.peer_deadline.map_or(d, |x| x.min(d)));
-            }
+        if !self.peer_deadline_exact || self.peer_deadline.is_some_and(|d| d <= now) {
+            self.walk_peer_deadlines(now);
+        } else {
+            debug_assert!(
+                self.peers
+                    .values()
+                    .all(|pe| pe.refused_until.is_none_or(|t| t > now)),
+                "a refusal memory ended unnoticed"
+            );
+            debug_assert_eq!(
+                self.peer_deadline,
+                self.peers
+                    .values()
+                    .flat_map(|pe| [pe.refused_until, Some(pe.retry_at).filter(|&t| t > now)])
+                    .flatten()
+                    .min(),
+                "the earliest peer deadline went stale"
+            );
         }
         let timeout = self.config.request_timeout;
         let stale: Vec<RequestId> = self
@@ -1376,6 +1396,26 @@ impl Planner {
         }
         self.schedule(now);
         self.make_offers();
+    }
+
+    /// Forgets refusals whose memory ended and finds the earliest peer deadline (a refusal
+    /// memory ending or a backoff ending after `now`) by walking every peer.
+    fn walk_peer_deadlines(&mut self, now: Duration) {
+        self.peer_deadline = None;
+        for pe in self.peers.values_mut() {
+            if pe.refused_until.is_some_and(|t| t <= now) {
+                pe.refused.clear();
+                pe.refused_until = None;
+            }
+            let mut d = pe.refused_until;
+            if pe.retry_at > now {
+                d = Some(d.map_or(pe.retry_at, |x| x.min(pe.retry_at)));
+            }
+            if let Some(d) = d {
+                self.peer_deadline = Some(self.peer_deadline.map_or(d, |x| x.min(d)));
+            }
+        }
+        self.peer_deadline_exact = true;
     }
 
     /// When [`Planner::handle_timeout`] should be called next (`None`: no timer needed).
