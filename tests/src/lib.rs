@@ -151,6 +151,17 @@ pub fn loopback_addr(ep: &Endpoint) -> Option<SocketAddr> {
         .find(|s| s.ip().is_loopback())
 }
 
+/// The socket address an endpoint asked to bind `asked` is reachable at: the bound socket on
+/// that IP, or a loopback one when `asked` is loopback or unspecified.
+pub fn bound_addr(ep: &Endpoint, asked: SocketAddr) -> Option<SocketAddr> {
+    if asked.ip().is_loopback() || asked.ip().is_unspecified() {
+        return loopback_addr(ep);
+    }
+    ep.bound_sockets()
+        .into_iter()
+        .find(|s| s.ip() == asked.ip())
+}
+
 /// How a [`CorruptProvider`] damages the data it sends.
 #[derive(Debug, Clone, Copy)]
 pub enum Corruption {
@@ -213,14 +224,16 @@ impl CorruptProvider {
             .await
     }
 
-    /// Binds an endpoint with `secret` on `addr` and serves this provider on it.
+    /// Binds an endpoint with `secret` on `addr` and serves this provider on it (reachable at
+    /// `addr`'s IP, or loopback when that is unspecified).
     pub async fn spawn_at(
         self,
         secret: SecretKey,
         addr: SocketAddr,
     ) -> Result<CorruptPeer, FixtureError> {
         let ep = endpoint_at(secret, addr).await?;
-        let addr = loopback_addr(&ep).ok_or_else(|| FixtureError::Bind("no loopback".into()))?;
+        let addr = bound_addr(&ep, addr)
+            .ok_or_else(|| FixtureError::Bind(format!("not bound on {}", addr.ip())))?;
         let id = ep.id();
         let router = Router::builder(ep)
             .accept(iroh_blobs::ALPN, self.clone())

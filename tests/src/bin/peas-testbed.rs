@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use iroh::SecretKey;
-use peas_tests::{CorruptProvider, Corruption, FixtureError, endpoint_at, loopback_addr};
+use peas_tests::{CorruptProvider, Corruption, FixtureError, bound_addr, endpoint_at};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -80,7 +80,8 @@ fn provide(args: &[String]) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("import: {e}"))?;
             let ep = endpoint_at(secret, listen).await.map_err(fail)?;
-            let addr: SocketAddr = loopback_addr(&ep).ok_or("no loopback address")?;
+            let addr: SocketAddr =
+                bound_addr(&ep, listen).ok_or(format!("not bound on {}", listen.ip()))?;
             let id = ep.id();
             let blobs = iroh_blobs::BlobsProtocol::new(&store, None);
             let router = iroh::protocol::Router::builder(ep)
