@@ -32,7 +32,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     let size = size_mib * MIB;
     let peas = crate::proc::build_peas()?;
-    let mut c = Cluster::new("bench", peas, None)?;
+    let mut c = Cluster::new("bench", peas, None, false)?;
     let (file, hash) = c.random_file("content.bin", size)?;
     let mut results = Vec::new();
 

@@ -41,7 +41,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     );
     println!("building the release binary (the first build takes a few minutes)...");
     let peas = crate::proc::build_peas()?;
-    let mut c = Cluster::new("demo", peas, None)?;
+    let mut c = Cluster::new("demo", peas, None, false)?;
 
     let origin = c.node("origin")?;
     let (file, hash) = c.random_file("content.bin", size)?;

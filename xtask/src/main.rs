@@ -1,7 +1,8 @@
 //! `cargo xtask`: project automation for peas, in Rust instead of shell scripts.
 //!
 //! - `cargo xtask ci`: formatting, clippy, the workspace tests, then the e2e suite.
-//! - `cargo xtask e2e [SCENARIO] [--json] [--netns]`: multi-node scenarios of the real `peas` binary.
+//! - `cargo xtask e2e [SCENARIO] [--json] [--netns]`: multi-node scenarios of the real `peas` binary
+//!   (on 127.0.0.1, or with `--netns` each node in its own network namespace).
 //! - `cargo xtask demo`: the main job on an embedded default (origin + 4 nodes, 256 MiB).
 //! - `cargo xtask sim ARGS...`: the deterministic swarm simulator (`peas-sim`), built with the
 //!   `sim` profile (release with link-time optimisation).
@@ -23,7 +24,9 @@ usage: cargo xtask <command> [args]
 commands:
   ci                     fmt --check, clippy -D warnings, cargo test --workspace, then the e2e suite
   e2e [SCENARIO] [--json] [--netns] [--list]
-                         multi-node scenarios of the release `peas` binary on 127.0.0.1
+                         multi-node scenarios of the release `peas` binary on 127.0.0.1;
+                         --netns: each node in its own network namespace on a bridge, its
+                         upload shaped by tc instead of --max-upload-rate (needs root, iproute2)
   demo [--size SIZE] [--nodes N] [--rate RATE]
                          origin + 4 local nodes exchanging a 256 MiB file, with live progress
   sim ARGS...            the deterministic swarm simulator (see `cargo xtask sim --help`)

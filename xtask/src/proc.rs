@@ -13,11 +13,14 @@ use nix::unistd::Pid;
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     pids: Vec::new(),
     dirs: Vec::new(),
+    netns: Vec::new(),
 });
 
 struct Registry {
     pids: Vec<u32>,
     dirs: Vec<PathBuf>,
+    /// Network namespaces made by `e2e --netns`, in the order made.
+    netns: Vec<String>,
 }
 
 /// On SIGINT/SIGTERM: kill every registered child, remove every registered dir, exit 130.
@@ -29,11 +32,16 @@ pub fn install_interrupt_handler() {
     });
 }
 
-/// Kills all registered children and removes all registered temp dirs.
+/// Kills all registered children, removes all registered temp dirs and deletes all registered
+/// network namespaces (newest first).
 pub fn cleanup_all() {
-    let (pids, dirs) = {
+    let (pids, dirs, netns) = {
         let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-        (std::mem::take(&mut reg.pids), std::mem::take(&mut reg.dirs))
+        (
+            std::mem::take(&mut reg.pids),
+            std::mem::take(&mut reg.dirs),
+            std::mem::take(&mut reg.netns),
+        )
     };
     for pid in pids {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -41,6 +49,24 @@ pub fn cleanup_all() {
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
+    for ns in netns.iter().rev() {
+        let _ = Command::new("ip")
+            .args(["netns", "del", ns])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Remembers a network namespace for [`cleanup_all`].
+pub fn register_netns(ns: &str) {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    reg.netns.push(ns.to_string());
+}
+
+/// Forgets a network namespace that was deleted.
+pub fn unregister_netns(ns: &str) {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    reg.netns.retain(|n| n != ns);
 }
 
 /// A `cargo` command (honours `$CARGO`, set when run through `cargo xtask`).

@@ -1,4 +1,5 @@
-//! A local cluster of `peas` processes: one home and one port per node, all on 127.0.0.1.
+//! A local cluster of `peas` processes: one home and one port per node, all on 127.0.0.1, or
+//! (`--netns`) each node in its own network namespace on a bridge (see [`super::netns`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::netns::{Net, NodeNet, parse_rate};
 use crate::proc::{Proc, TempDir};
 
 /// 1 MiB.
@@ -20,6 +22,8 @@ pub struct Cluster {
     pub provider: Option<PathBuf>,
     dir: TempDir,
     next: usize,
+    /// The namespaces and bridge of `--netns` mode (`None`: loopback).
+    net: Option<Net>,
 }
 
 /// One node: its home, its listen address and its node id (once known).
@@ -29,18 +33,26 @@ pub struct Node {
     pub name: String,
     /// The node's `--home`.
     pub home: PathBuf,
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (`--netns`: the node's own address).
     pub addr: String,
+    /// Its namespace (`--netns` mode only).
+    pub net: Option<NodeNet>,
 }
 
 impl Cluster {
-    /// A cluster with its own temp dir.
-    pub fn new(label: &str, peas: PathBuf, provider: Option<PathBuf>) -> Result<Cluster, String> {
+    /// A cluster with its own temp dir; with `netns`, its nodes get network namespaces.
+    pub fn new(
+        label: &str,
+        peas: PathBuf,
+        provider: Option<PathBuf>,
+        netns: bool,
+    ) -> Result<Cluster, String> {
         Ok(Cluster {
             peas,
             provider,
             dir: TempDir::new(label)?,
             next: 0,
+            net: if netns { Some(Net::new()?) } else { None },
         })
     }
 
@@ -54,19 +66,58 @@ impl Cluster {
         self.next += 1;
         let home = self.dir().join(format!("home-{name}"));
         std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+        let (addr, net) = match &mut self.net {
+            Some(net) => {
+                let n = net.node(self.next as u32)?;
+                (format!("{}:7000", n.ip), Some(n))
+            }
+            None => (format!("127.0.0.1:{}", free_udp_port()?), None),
+        };
         Ok(Node {
             name: name.to_string(),
             home,
-            addr: format!("127.0.0.1:{}", free_udp_port()?),
+            addr,
+            net,
         })
+    }
+
+    /// `program` run as `node` (inside its namespace in `--netns` mode).
+    fn command(node: &Node, program: &Path) -> Command {
+        match &node.net {
+            Some(n) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &n.ns]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
     }
 
     /// A `peas --home <node home>` command.
     pub fn peas(&self, node: &Node) -> Command {
-        let mut cmd = Command::new(&self.peas);
+        let mut cmd = Self::command(node, &self.peas);
         cmd.arg("--home").arg(&node.home);
         cmd.env("RUST_LOG", "warn");
         cmd
+    }
+
+    /// `extra` for a long-running `peas` command of `node`: in `--netns` mode an upload cap
+    /// (`--max-upload-rate R`) becomes a token bucket on the node's link instead.
+    fn link_rates<'a>(&self, node: &Node, extra: &[&'a str]) -> Result<Vec<&'a str>, String> {
+        let (Some(net), Some(n)) = (&self.net, &node.net) else {
+            return Ok(extra.to_vec());
+        };
+        let mut out = Vec::with_capacity(extra.len());
+        let mut it = extra.iter();
+        while let Some(&a) = it.next() {
+            if a == "--max-upload-rate" {
+                let r = it.next().ok_or("--max-upload-rate without a value")?;
+                net.shape(n, parse_rate(r)?)?;
+            } else {
+                out.push(a);
+            }
+        }
+        Ok(out)
     }
 
     /// Runs a short `peas` command to completion (bounded), returning (exit code, stdout, stderr).
@@ -139,6 +190,7 @@ impl Cluster {
 
     /// Starts `peas seed [MANIFEST...] --listen ADDR --json` with the given extra flags.
     pub fn seed(&self, node: &Node, manifests: &[&Path], extra: &[&str]) -> Result<Proc, String> {
+        let extra = self.link_rates(node, extra)?;
         let mut cmd = self.peas(node);
         cmd.arg("seed")
             .args(manifests)
@@ -157,6 +209,7 @@ impl Cluster {
         out: &Path,
         extra: &[&str],
     ) -> Result<Proc, String> {
+        let extra = self.link_rates(node, extra)?;
         let mut cmd = self.peas(node);
         cmd.arg("install").arg(manifest).arg("-o").arg(out);
         cmd.arg("--listen").arg(&node.addr).arg("--json");
@@ -164,28 +217,22 @@ impl Cluster {
         Proc::spawn(&node.name, cmd, self.dir())
     }
 
-    /// Starts the plain iroh-blobs provider serving `file` with the key in `key_file` at `addr`.
-    pub fn plain_provider(
-        &self,
-        name: &str,
-        file: &Path,
-        addr: &str,
-        corrupt: bool,
-    ) -> Result<Proc, String> {
+    /// Starts the plain iroh-blobs provider serving `file` as `node` (at its address).
+    pub fn plain_provider(&self, node: &Node, file: &Path, corrupt: bool) -> Result<Proc, String> {
         let bin = self
             .provider
             .as_ref()
             .ok_or("the test provider binary was not built")?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = Self::command(node, bin);
         cmd.arg("provide")
             .arg("--file")
             .arg(file)
             .arg("--listen")
-            .arg(addr);
+            .arg(&node.addr);
         if corrupt {
             cmd.arg("--corrupt");
         }
-        Proc::spawn(name, cmd, self.dir())
+        Proc::spawn(&node.name, cmd, self.dir())
     }
 }
 

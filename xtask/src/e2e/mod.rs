@@ -1,4 +1,5 @@
-//! `cargo xtask e2e`: multi-node scenarios of the real `peas` binary on 127.0.0.1.
+//! `cargo xtask e2e`: multi-node scenarios of the real `peas` binary on 127.0.0.1 (or, with
+//! `--netns`, each node in its own network namespace: see [`netns`]).
 //!
 //! Each scenario starts child processes (one home and one port per node), caps every node's
 //! rates so that this machine's CPU is not what limits the run, checks what a user would check
@@ -6,6 +7,7 @@
 //! PASS/FAIL with its figures, and cleans up its processes and temp dirs on every exit path.
 
 pub mod cluster;
+pub mod netns;
 mod scenarios;
 
 use std::time::Instant;
@@ -28,6 +30,7 @@ pub struct Scenario {
 /// Runs all scenarios, or the one named, and prints `e2e: N passed, N failed`.
 pub fn run(args: &[String]) -> Result<(), String> {
     let mut json = false;
+    let mut netns = false;
     let mut only: Option<&str> = None;
     for a in args {
         match a.as_str() {
@@ -38,13 +41,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 }
                 return Ok(());
             }
-            "--netns" => {
-                return Err(
-                    "e2e: --netns is not implemented yet; loopback with per-node rate limits is \
-                     the supported mode"
-                        .into(),
-                );
-            }
+            "--netns" => netns = true,
             s if !s.starts_with('-') && only.is_none() => only = Some(s),
             other => return Err(format!("e2e: unknown argument `{other}`")),
         }
@@ -62,8 +59,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ));
     }
 
+    if netns {
+        netns::check_available()?;
+    }
     eprintln!("e2e: building the release binaries");
-    let mut ctx = scenarios::Ctx::build()?;
+    let mut ctx = scenarios::Ctx::build(netns)?;
     let started = Instant::now();
     let (mut passed, mut failed) = (0, 0);
     for s in selected {

@@ -79,18 +79,29 @@ const GRACE: Duration = Duration::from_secs(20);
 pub struct Ctx {
     peas: PathBuf,
     testbed: PathBuf,
+    /// Nodes in network namespaces (`--netns`).
+    netns: bool,
 }
 
 impl Ctx {
     /// Builds the release `peas` binary and the test provider once.
-    pub fn build() -> Result<Ctx, String> {
+    pub fn build(netns: bool) -> Result<Ctx, String> {
         let peas = crate::proc::build_peas()?;
         let testbed = crate::proc::build_release_bin("peas-tests", "peas-testbed")?;
-        Ok(Ctx { peas, testbed })
+        Ok(Ctx {
+            peas,
+            testbed,
+            netns,
+        })
     }
 
     fn cluster(&self, label: &str) -> Result<Cluster, String> {
-        Cluster::new(label, self.peas.clone(), Some(self.testbed.clone()))
+        Cluster::new(
+            label,
+            self.peas.clone(),
+            Some(self.testbed.clone()),
+            self.netns,
+        )
     }
 }
 
@@ -230,10 +241,11 @@ fn fanout(ctx: &mut Ctx) -> Result<Figures, String> {
     let done = wait_complete(&mut procs, DOWNLOAD_LIMIT)?;
     let completion = swarm_completion(&procs, &done);
     let mean = done.iter().map(secs).sum::<f64>() / done.len() as f64;
-    let mut multi_source = 0;
+    let (mut multi_source, mut received) = (0, 0u64);
     for (p, out) in procs.iter_mut().zip(&outs) {
         let summary = stop(p)?;
         check_file(out, &origin.hash)?;
+        received += from_peers(&summary).0;
         if from_peers(&summary)
             .1
             .iter()
@@ -253,6 +265,11 @@ fn fanout(ctx: &mut Ctx) -> Result<Figures, String> {
         ("bound_s", round1(bound)),
         ("ratio", round1(completion / bound)),
         ("origin_egress_x", round1(egress as f64 / size as f64)),
+        // Verified bytes taken in per node, in files (above 1: fetched twice, e.g. by endgame).
+        (
+            "received_x",
+            round1(received as f64 / (procs.len() as u64 * size) as f64),
+        ),
         ("multi_source_nodes", json!(multi_source)),
     ];
     if egress as f64 > 2.0 * size as f64 {
@@ -444,13 +461,14 @@ fn rename(from: &Path, name: &str) -> Result<PathBuf, String> {
 
 /// Starts the test provider; returns it with its node id (its first stdout line is `{"id": ...}`).
 fn start_provider(
-    c: &Cluster,
+    c: &mut Cluster,
     name: &str,
     file: &Path,
     corrupt: bool,
 ) -> Result<(Proc, String, String), String> {
-    let addr = format!("127.0.0.1:{}", super::cluster::free_udp_port()?);
-    let p = c.plain_provider(name, file, &addr, corrupt)?;
+    let node = c.node(name)?;
+    let addr = node.addr.clone();
+    let p = c.plain_provider(&node, file, corrupt)?;
     let id = wait_for(
         Duration::from_secs(30),
         "the test provider to start",
@@ -469,7 +487,7 @@ fn corrupt_peer(ctx: &mut Ctx) -> Result<Figures, String> {
     let mut c = ctx.cluster("corrupt-peer")?;
     let origin_node = c.node("origin")?;
     let (file, hash) = c.random_file("content.bin", size)?;
-    let (_bad, bad_id, bad_addr) = start_provider(&c, "corrupt", &file, true)?;
+    let (_bad, bad_id, bad_addr) = start_provider(&mut c, "corrupt", &file, true)?;
     let manifest = c.create(&origin_node, &file, &[owner_arg(&bad_id, &bad_addr)])?;
     let mut seed = c.seed(&origin_node, &[&manifest], &["--max-upload-rate", RATE])?;
     wait_ready(&seed)?;
@@ -702,7 +720,7 @@ fn interop(ctx: &mut Ctx) -> Result<Figures, String> {
     let mut c = ctx.cluster("interop")?;
     let creator = c.node("creator")?;
     let (file, hash) = c.random_file("content.bin", size)?;
-    let (mut plain, plain_id, plain_addr) = start_provider(&c, "plain", &file, false)?;
+    let (mut plain, plain_id, plain_addr) = start_provider(&mut c, "plain", &file, false)?;
     // The creator's own address answers nothing: the plain provider is the only source.
     let manifest = c.create(&creator, &file, &[owner_arg(&plain_id, &plain_addr)])?;
     let n = c.node("downloader")?;
