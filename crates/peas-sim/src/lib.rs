@@ -1156,8 +1156,9 @@ impl Sim {
                 let from = PeerId(u64::from(from));
                 // An offer the planner would ignore is skipped: the announcements and reports
                 // held back for it stay so (most offers reach planners with a full request
-                // budget, and taking in their announcements here was a fifth of this
-                // thread's work). Not when its timer is due now: that drain moves it.
+                // budget, at the same instant as the offerer's announcement, before the
+                // second thread has taken that in). Not when its timer is due now: that drain
+                // moves it.
                 if self.nodes[to as usize].timer.is_none_or(|t| t > self.now)
                     && self.peek(to).ignores_offer(now, from)
                 {
@@ -1326,8 +1327,8 @@ impl Sim {
         let range = r.range.clone();
         let now = dur(self.now);
         // Most uploaders read nothing announcements change here: those held back for them
-        // stay so (taking them in here was a fifth of this thread's work: a request often
-        // arrives together with the requester's announcement).
+        // stay so (a request often arrives at the same instant as the requester's
+        // announcement, before the second thread has taken that in).
         let mut planner = if self.peek(src).upload_requests_read_announcements() {
             self.planner_mut(src)
         } else {
