@@ -1276,7 +1276,8 @@ impl Planner {
         if self.is_complete() || self.requests.is_empty() {
             return;
         }
-        // Read every peer record: only when a request is old enough to be taken back.
+        // The mean peer rate reads every peer record: found only when a request may be taken
+        // back and a candidate peer has no rate of its own yet.
         let mut mean: Option<Option<f64>> = None;
         let mut used: Vec<PeerId> = Vec::new();
         let mut steals: Vec<(RequestId, PeerId)> = Vec::new();
