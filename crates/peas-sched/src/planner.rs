@@ -1365,11 +1365,7 @@ impl Planner {
             );
             debug_assert_eq!(
                 self.peer_deadline,
-                self.peers
-                    .values()
-                    .flat_map(|pe| [pe.refused_until, Some(pe.retry_at).filter(|&t| t > now)])
-                    .flatten()
-                    .min(),
+                self.earliest_peer_deadline(now),
                 "the earliest peer deadline went stale"
             );
         }
@@ -1399,24 +1395,26 @@ impl Planner {
         self.make_offers();
     }
 
-    /// Forgets refusals whose memory ended and finds the earliest peer deadline (a refusal
-    /// memory ending or a backoff ending after `now`) by walking every peer.
+    /// Forgets refusals whose memory ended and finds the earliest peer deadline by walking
+    /// every peer.
     fn walk_peer_deadlines(&mut self, now: Duration) {
-        self.peer_deadline = None;
         for pe in self.peers.values_mut() {
             if pe.refused_until.is_some_and(|t| t <= now) {
                 pe.refused.clear();
                 pe.refused_until = None;
             }
-            let mut d = pe.refused_until;
-            if pe.retry_at > now {
-                d = Some(d.map_or(pe.retry_at, |x| x.min(pe.retry_at)));
-            }
-            if let Some(d) = d {
-                self.peer_deadline = Some(self.peer_deadline.map_or(d, |x| x.min(d)));
-            }
         }
+        self.peer_deadline = self.earliest_peer_deadline(now);
         self.peer_deadline_exact = true;
+    }
+
+    /// The earliest refusal memory end, or backoff end after `now`, over every peer.
+    fn earliest_peer_deadline(&self, now: Duration) -> Option<Duration> {
+        self.peers
+            .values()
+            .flat_map(|pe| [pe.refused_until, Some(pe.retry_at).filter(|&t| t > now)])
+            .flatten()
+            .min()
     }
 
     /// When [`Planner::handle_timeout`] should be called next (`None`: no timer needed).

@@ -1159,9 +1159,7 @@ impl Sim {
                 // budget, at the same instant as the offerer's announcement, before the
                 // second thread has taken that in). Not when its timer is due now: that drain
                 // moves it.
-                if self.nodes[to as usize].timer.is_none_or(|t| t > self.now)
-                    && self.peek(to).ignores_offer(now, from)
-                {
+                if !self.timer_due_now(to) && self.peek(to).ignores_offer(now, from) {
                     return;
                 }
                 self.planner_mut(to).handle_peer_offer(now, from);
@@ -1372,7 +1370,7 @@ impl Sim {
         // moves a timer due at this instant one nanosecond later (see `drain_one`), which
         // changes the order of events: that drain still runs.
         let planner = self.peek(node);
-        if !planner.has_actions() && self.nodes[node as usize].timer.is_none_or(|t| t > self.now) {
+        if !planner.has_actions() && !self.timer_due_now(node) {
             let passive = !planner.acts_on_announcements();
             drop(planner);
             self.passive[node as usize] = !self.left[node as usize] && passive;
@@ -1380,6 +1378,13 @@ impl Sim {
         }
         drop(planner);
         self.drain_forced(node);
+    }
+
+    /// Whether `node`'s timer is due at this instant (a drain then moves it, see `drain_one`).
+    fn timer_due_now(&self, node: u32) -> bool {
+        self.nodes[node as usize]
+            .timer
+            .is_some_and(|t| t <= self.now)
     }
 
     /// [`Sim::drain`], also when the planner queued no action (its timer is re-armed).

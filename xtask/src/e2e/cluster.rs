@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::netns::{Net, NodeNet, parse_rate};
+use super::netns::{Net, NodeNet, exec_in, parse_rate};
 use crate::proc::{Proc, TempDir};
 
 /// 1 MiB.
@@ -84,11 +84,7 @@ impl Cluster {
     /// `program` run as `node` (inside its namespace in `--netns` mode).
     fn command(node: &Node, program: &Path) -> Command {
         match &node.net {
-            Some(n) => {
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", &n.ns]).arg(program);
-                cmd
-            }
+            Some(n) => exec_in(&n.ns, program),
             None => Command::new(program),
         }
     }

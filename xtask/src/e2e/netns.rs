@@ -53,15 +53,18 @@ pub fn check_available() -> Result<(), String> {
     Ok(())
 }
 
+/// A command running `program` inside namespace `ns`.
+pub fn exec_in(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).arg(program);
+    cmd
+}
+
 /// Runs `ip`/`tc` with `args` (optionally inside namespace `ns`); a failure is an error that
 /// names the command.
 fn sh(ns: Option<&str>, tool: &str, args: &[&str]) -> Result<(), String> {
     let mut cmd = match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, tool]);
-            c
-        }
+        Some(ns) => exec_in(ns, tool),
         None => Command::new(tool),
     };
     cmd.args(args);

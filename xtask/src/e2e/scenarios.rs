@@ -245,14 +245,9 @@ fn fanout(ctx: &mut Ctx) -> Result<Figures, String> {
     for (p, out) in procs.iter_mut().zip(&outs) {
         let summary = stop(p)?;
         check_file(out, &origin.hash)?;
-        received += from_peers(&summary).0;
-        if from_peers(&summary)
-            .1
-            .iter()
-            .filter(|(_, b)| *b > 0)
-            .count()
-            > 1
-        {
+        let (total, per_peer) = from_peers(&summary);
+        received += total;
+        if per_peer.iter().filter(|(_, b)| *b > 0).count() > 1 {
             multi_source += 1;
         }
     }
