@@ -29,7 +29,7 @@ use std::{
 
 use iroh::{
     Endpoint, EndpointAddr, EndpointId, RelayUrl,
-    endpoint::{Connection, RecvStream, SendStream},
+    endpoint::{Connection, RecvStream, SendStream, VarInt},
 };
 use iroh_blobs::{
     Hash,
@@ -59,6 +59,7 @@ use crate::{
     rate::RateLimiter,
     swarm::{observed_addr, read_message, write_message},
     upload::UploadCounters,
+    window::WindowSizer,
 };
 
 /// How long a peer that left is not redialed.
@@ -214,7 +215,8 @@ enum SessionKind {
 enum BlobsState {
     None,
     Connecting(Vec<(RequestId, Range<u64>)>),
-    Ready(Connection),
+    /// The connection and the sizing of its receive window.
+    Ready(Connection, WindowSizer),
 }
 
 struct Session {
@@ -701,7 +703,7 @@ impl Driver {
                 existing.conn.close(0u32.into(), b"replaced");
             }
             // its data connection belongs to the old incarnation too
-            if let BlobsState::Ready(c) = &existing.blobs
+            if let BlobsState::Ready(c, _) = &existing.blobs
                 && c.stable_id() != conn.stable_id()
                 && !simultaneous
             {
@@ -867,7 +869,7 @@ impl Driver {
                         kind: SessionKind::Plain,
                         dialer: self.me,
                         conn: conn.clone(),
-                        blobs: BlobsState::Ready(conn),
+                        blobs: BlobsState::Ready(conn, WindowSizer::new()),
                         tasks: vec![observer.abort_handle()],
                         uploads: true,
                         plain_have: None,
@@ -1050,7 +1052,7 @@ impl Driver {
                             .push(id);
                         if let Some(s) = self.sessions.get(&id) {
                             s.conn.close(1u32.into(), b"banned");
-                            if let BlobsState::Ready(c) = &s.blobs {
+                            if let BlobsState::Ready(c, _) = &s.blobs {
                                 c.close(1u32.into(), b"banned");
                             }
                         }
@@ -1112,14 +1114,14 @@ impl Driver {
             return;
         };
         // a cached data connection that has closed meanwhile is replaced
-        if let BlobsState::Ready(conn) = &s.blobs
+        if let BlobsState::Ready(conn, _) = &s.blobs
             && conn.close_reason().is_some()
             && !matches!(s.kind, SessionKind::Plain)
         {
             s.blobs = BlobsState::None;
         }
         match &mut s.blobs {
-            BlobsState::Ready(conn) => {
+            BlobsState::Ready(conn, _) => {
                 let conn = conn.clone();
                 self.spawn_transfer(id, peer, conn, range);
             }
@@ -1177,7 +1179,7 @@ impl Driver {
         };
         match conn {
             Some(c) => {
-                s.blobs = BlobsState::Ready(c.clone());
+                s.blobs = BlobsState::Ready(c.clone(), WindowSizer::new());
                 for (id, range) in pending {
                     self.spawn_transfer(id, peer, c.clone(), range);
                 }
@@ -1282,6 +1284,21 @@ impl Driver {
         }
         self.dial_more(now);
         self.check_stall(now);
+        self.size_windows(now);
+    }
+
+    /// Sizes each data connection's receive window from what its peer delivered since the
+    /// last housekeeping (see [`crate::window`]).
+    fn size_windows(&mut self, now: Duration) {
+        for s in self.sessions.values_mut() {
+            if let BlobsState::Ready(conn, sizer) = &mut s.blobs {
+                let rtt = conn.paths().iter().map(|p| p.rtt()).min();
+                let received = conn.stats().udp_rx.bytes;
+                if let Some(w) = sizer.sample(now, received, rtt) {
+                    conn.set_receive_window(VarInt::from_u64(w).unwrap_or(VarInt::MAX));
+                }
+            }
+        }
     }
 
     fn dial_more(&mut self, now: Duration) {

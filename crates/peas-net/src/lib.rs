@@ -9,7 +9,8 @@
 //!   exchange and leave ([`swarm`]).
 //!
 //! For each content installed or seeded a driver task runs peas-sched's planner: it is the
-//! only place that reads the clock and touches sockets. See `docs/network.md` for the protocol,
+//! only place that reads the clock and touches sockets. It sizes each data connection's
+//! receive window from what that peer delivers ([`window`]). See `docs/network.md` for the protocol,
 //! discovery, limits and defaults.
 //!
 //! ```no_run
@@ -33,6 +34,7 @@ pub mod persist;
 pub mod rate;
 pub mod swarm;
 pub mod upload;
+pub mod window;
 
 pub use config::{DEFAULT_LISTEN, DEFAULT_PORT, NodeConfig};
 pub use driver::{Progress, classify_get_error};

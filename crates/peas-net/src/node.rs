@@ -10,7 +10,7 @@ use std::{
 
 use iroh::{
     Endpoint, EndpointId, RelayMode, RelayUrl, SecretKey,
-    endpoint::{Connection, PortmapperConfig, presets},
+    endpoint::{Connection, PortmapperConfig, QuicTransportConfig, VarInt, presets},
     protocol::{AcceptError, ProtocolHandler, Router},
 };
 use iroh_blobs::{Hash, api::Store, provider::events::EventSender};
@@ -26,6 +26,7 @@ use crate::{
     rate::RateLimiter,
     swarm::{Drivers, SwarmProtocol},
     upload::{UploadCounters, spawn_upload_hooks},
+    window::MIN_WINDOW,
 };
 
 /// Options of one install.
@@ -154,6 +155,15 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// iroh's QUIC defaults, except that a connection starts with a receive window of
+/// [`MIN_WINDOW`] (instead of no limit per connection), which the driver then sizes for each
+/// data connection (see [`crate::window`]).
+fn transport_config() -> QuicTransportConfig {
+    QuicTransportConfig::builder()
+        .receive_window(VarInt::from_u32(MIN_WINDOW as u32))
+        .build()
+}
+
 impl Node {
     /// Binds the endpoint (offline-safe: no relay unless configured, no DNS/pkarr, no
     /// portmapper) with the stable `secret_key`, and starts serving `store`. `peer_store`
@@ -173,7 +183,8 @@ impl Node {
             .portmapper_config(PortmapperConfig::Disabled)
             .clear_ip_transports()
             .bind_addr(config.listen)
-            .map_err(|e| bind_err(e.to_string()))?;
+            .map_err(|e| bind_err(e.to_string()))?
+            .transport_config(transport_config());
         builder = match &config.relay {
             None => builder.relay_mode(RelayMode::Disabled),
             Some(url) => {
