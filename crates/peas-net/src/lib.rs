@@ -10,8 +10,8 @@
 //!
 //! For each content installed or seeded a driver task runs peas-sched's planner: it is the
 //! only place that reads the clock and touches sockets. It sizes each data connection's
-//! receive window from what that peer delivers ([`window`]). See `docs/network.md` for the protocol,
-//! discovery, limits and defaults.
+//! receive window from what that peer delivers ([`window`]). See `docs/network.md` for the
+//! protocol, discovery, limits and defaults.
 //!
 //! ```no_run
 //! # async fn demo(secret: [u8; 32], store: iroh_blobs::api::Store, manifest: peas_proto::Manifest) -> Result<(), peas_net::NetError> {
