@@ -3,7 +3,7 @@
 //! the content named in the opening `Hello`.
 //!
 //! A swarm session is one bidirectional stream per (content, peer) pair, opened by the dialer
-//! on a connection with ALPN [`SWARM_ALPN`]. Both sides start with `Hello`; after that either
+//! on a connection with ALPN [`SWARM_ALPN`](peas_proto::SWARM_ALPN). Both sides start with `Hello`; after that either
 //! side sends `Have`, `Peers` and finally `Leave` in any order.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
