@@ -325,25 +325,39 @@ impl Slot {
     /// matter, and one that can gets each as it arrives).
     fn take_in(&mut self, shared: &Shared, now: Duration) {
         for s in self.seen.iter_mut() {
-            let arrived = shared.arrived[s.peer as usize].load(Ordering::Acquire);
-            if s.taken == arrived {
-                continue;
-            }
-            let peer = PeerId(u64::from(s.peer));
-            if s.slot.is_none() {
-                s.slot = self.planner.peer_slot(peer);
-            }
-            let log = &shared.log[s.peer as usize];
-            for part in &log[s.taken as usize..arrived as usize] {
-                let part = part.load(Ordering::Relaxed);
-                match s.slot {
-                    Some(slot) => self.planner.handle_peer_has_in(now, peer, slot, part),
-                    None => self.planner.handle_peer_has(now, peer, part),
-                }
-            }
-            s.taken = arrived;
+            take_in_from(&mut self.planner, s, shared, now);
         }
     }
+
+    /// Gives the planner the announcements of one peer, `announcer`, that arrived since it
+    /// last took them in (none if it is no longer a peer).
+    fn take_in_of(&mut self, announcer: u32, shared: &Shared, now: Duration) {
+        if let Some(s) = self.seen.iter_mut().find(|s| s.peer == announcer) {
+            take_in_from(&mut self.planner, s, shared, now);
+        }
+    }
+}
+
+/// Gives `planner` the announcements of the peer `s` stands for that arrived since it last
+/// took them in.
+fn take_in_from(planner: &mut Planner, s: &mut Seen, shared: &Shared, now: Duration) {
+    let arrived = shared.arrived[s.peer as usize].load(Ordering::Acquire);
+    if s.taken == arrived {
+        return;
+    }
+    let peer = PeerId(u64::from(s.peer));
+    if s.slot.is_none() {
+        s.slot = planner.peer_slot(peer);
+    }
+    let log = &shared.log[s.peer as usize];
+    for part in &log[s.taken as usize..arrived as usize] {
+        let part = part.load(Ordering::Relaxed);
+        match s.slot {
+            Some(slot) => planner.handle_peer_has_in(now, peer, slot, part),
+            None => planner.handle_peer_has(now, peer, part),
+        }
+    }
+    s.taken = arrived;
 }
 
 /// What the simulator shares with the announcement thread. Announcements are not delivered
@@ -357,25 +371,19 @@ struct Shared {
     log: Box<[Box<[AtomicU32]>]>,
     /// Per node: how many of its announcements have arrived (valid entries of `log`).
     arrived: Box<[AtomicU32]>,
-    /// Per node: announcements may have arrived that its planner has not taken in.
+    /// Per node: announcements may have arrived that its planner has not taken in, and it
+    /// cannot act on them (set by the simulator when it holds one back, cleared by the
+    /// simulator when it brings the planner up to date: the announcement thread touches a
+    /// planner only while this is set).
     unseen: Box<[AtomicBool]>,
-    /// Nodes for the announcement thread to bring up to date.
-    backlog: Mutex<Vec<u32>>,
+    /// Per node: entries of `backlog` for it that the announcement thread has handled
+    /// (compared with [`Sim::posted`]).
+    handled: Box<[AtomicU32]>,
+    /// Announcements for the announcement thread to take in: (receiver, announcer).
+    backlog: Mutex<Vec<(u32, u32)>>,
     /// Set after nodes were added to `backlog` (the thread polls this, not the lock).
     ready: AtomicBool,
     stop: AtomicBool,
-}
-
-impl Shared {
-    /// Brings `x`'s planner up to date if announcements arrived for it (the caller holds
-    /// its slot); whether it did.
-    fn catch_up(&self, x: u32, slot: &mut Slot, now: Duration) -> bool {
-        let unseen = self.unseen[x as usize].swap(false, Ordering::AcqRel);
-        if unseen {
-            slot.take_in(self, now);
-        }
-        unseen
-    }
 }
 
 /// Locks a slot (a poisoned lock means the announcement thread panicked: a bug).
@@ -399,8 +407,10 @@ impl DerefMut for PlannerRef<'_> {
     }
 }
 
-/// The announcement thread: brings the planners handed to it up to date (they cannot act on
-/// announcements, so this is bookkeeping only), until told to stop.
+/// The announcement thread: gives the planners handed to it the announcements of the peer
+/// named with each (they cannot act on announcements, so this is bookkeeping only), until
+/// told to stop. One announcer per entry: going through all of a planner's peers for each
+/// announcement read about 30 peers' counters per announcement taken in.
 fn take_in_background(shared: &Shared) {
     let mut batch = Vec::new();
     let mut idle = 0u32;
@@ -411,17 +421,24 @@ fn take_in_background(shared: &Shared) {
                 &mut *shared.backlog.lock().expect("the simulator panicked"),
                 &mut batch,
             );
-            for x in batch.drain(..) {
+            for (x, announcer) in batch.drain(..) {
                 let mut slot = lock(&shared.slots[x as usize]);
-                // The time is that of no call: these planners only count what peers have.
-                // (A planner may have actions queued that the simulator has not polled yet:
-                // a call that reads no announcements was made with some still held.)
-                let had = slot.planner.has_actions();
-                let took = shared.catch_up(x, &mut slot, Duration::ZERO);
-                debug_assert!(
-                    !took || had || !slot.planner.has_actions(),
-                    "a held-back announcement acted"
-                );
+                // Not set: the simulator has brought this planner up to date since (taking
+                // this announcement in), and it may act on the next ones.
+                if shared.unseen[x as usize].load(Ordering::Acquire) {
+                    // The time is that of no call: these planners only count what peers
+                    // have. (A planner may have actions queued that the simulator has not
+                    // polled yet: a call that reads no announcements was made with some
+                    // still held.)
+                    let had = slot.planner.has_actions();
+                    slot.take_in_of(announcer, shared, Duration::ZERO);
+                    debug_assert!(
+                        had || !slot.planner.has_actions(),
+                        "a held-back announcement acted"
+                    );
+                }
+                let h = &shared.handled[x as usize];
+                h.store(h.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
             }
             idle = 0;
         } else if shared.stop.load(Ordering::Acquire) {
@@ -484,9 +501,12 @@ pub struct Sim {
     nodes: Vec<Node>,
     /// Planner per node, same indices as `nodes`.
     shared: Arc<Shared>,
-    /// Receivers of the current announcement that cannot act on it, for the announcement
-    /// thread.
-    to_post: Vec<u32>,
+    /// Receivers of the current announcement that cannot act on it, with its announcer, for
+    /// the announcement thread.
+    to_post: Vec<(u32, u32)>,
+    /// Per node: announcements handed to the announcement thread for it (when that equals
+    /// [`Shared::handled`], it has taken in every announcement held back for the node).
+    posted: Vec<u32>,
     /// Per node: announcements arrived for it since its planner was last called:
     /// [`UNSEEN_NONE`], [`UNSEEN_HELD`] or [`UNSEEN_NOW`].
     unseen: Vec<u8>,
@@ -659,6 +679,7 @@ impl Sim {
                 .collect(),
             arrived: (0..total).map(|_| AtomicU32::new(0)).collect(),
             unseen: (0..total).map(|_| AtomicBool::new(false)).collect(),
+            handled: (0..total).map(|_| AtomicU32::new(0)).collect(),
             backlog: Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -670,6 +691,7 @@ impl Sim {
             nodes,
             shared,
             to_post: Vec::new(),
+            posted: vec![0; total],
             unseen: vec![UNSEEN_NONE; total],
             nics,
             sides,
@@ -1107,11 +1129,15 @@ impl Sim {
                         && self.passive[x]
                         && self.cfg.log_node != Some(node)
                     {
-                        self.unseen[x] = self.unseen[x].max(UNSEEN_HELD);
-                        // Only these may be taken in on the announcement thread.
-                        self.shared.unseen[x].store(true, Ordering::Release);
+                        // Only these may be taken in on the announcement thread. (Only the
+                        // simulator clears the shared flag: it is set already if held.)
+                        if self.unseen[x] == UNSEEN_NONE {
+                            self.unseen[x] = UNSEEN_HELD;
+                            self.shared.unseen[x].store(true, Ordering::Release);
+                        }
                         if self.cfg.announcement_thread {
-                            self.to_post.push(node);
+                            self.posted[x] = self.posted[x].wrapping_add(1);
+                            self.to_post.push((node, from));
                         }
                     } else {
                         self.unseen[x] = UNSEEN_NOW;
@@ -1472,7 +1498,12 @@ impl Sim {
         match std::mem::replace(&mut self.unseen[x], UNSEEN_NONE) {
             UNSEEN_NONE => {}
             UNSEEN_HELD => {
-                let _ = self.shared.catch_up(node, &mut slot, dur(self.now));
+                self.shared.unseen[x].store(false, Ordering::Relaxed);
+                // Unless the announcement thread has taken in all that was held back.
+                let handled = self.shared.handled[x].load(Ordering::Acquire);
+                if !self.cfg.announcement_thread || handled != self.posted[x] {
+                    slot.take_in(&self.shared, dur(self.now));
+                }
                 debug_assert!(
                     !was_passive || !slot.planner.has_actions(),
                     "a held-back announcement acted"
