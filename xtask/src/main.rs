@@ -63,18 +63,11 @@ fn main() -> ExitCode {
 }
 
 /// `cargo xtask sim ARGS...` runs the simulator binary (the `sim` profile: release with
-/// link-time optimisation) with the given arguments.
-///
-/// Unless `GLIBC_TUNABLES` is set already, glibc's allocator is asked to back the heap with
-/// transparent huge pages (`glibc.malloc.hugetlb=1`, glibc 2.35 and later; ignored elsewhere):
-/// thousands of planners (about 400 MB at N = 4096) are touched in random order, and 2 MiB
-/// pages spare most of the TLB misses (about 5 % of the N = 4096 wall time, measured).
+/// link-time optimisation) with the given arguments. (Its allocator, mimalloc, backs the
+/// planners with transparent huge pages by itself.)
 fn sim(args: &[String]) -> Result<(), String> {
     let mut cmd = proc::cargo();
     cmd.args(["run", "--quiet", "--profile", "sim", "-p", "peas-sim", "--"]);
     cmd.args(args);
-    if std::env::var_os("GLIBC_TUNABLES").is_none() {
-        cmd.env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1");
-    }
     proc::run_status(cmd, "peas-sim")
 }
