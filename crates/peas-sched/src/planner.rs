@@ -239,7 +239,7 @@ pub struct Planner {
     offer_deadline: Option<Duration>,
     /// Earliest end of a quiet period in `offer_lapsed` (no timer either).
     quiet_deadline: Option<Duration>,
-    uploads: BTreeMap<UploadId, Upload>,
+    uploads: SortedMap<UploadId, Upload>,
     upload_queue: Vec<UploadId>,
     /// Buffers reused by the scheduling and offer rounds (they run on most events).
     scratch: Scratch,
@@ -451,7 +451,7 @@ impl Planner {
             banned: BTreeSet::new(),
             requests: BTreeMap::new(),
             next_request: 0,
-            uploads: BTreeMap::new(),
+            uploads: SortedMap::new(),
             upload_queue: Vec::new(),
             active_uploads: 0,
             next_upload: 0,
