@@ -230,15 +230,15 @@ pub struct Planner {
     parts: Vec<Part>,
     blocks: Vec<Block>,
 
-    /// Outstanding upload-slot offers: peer → when the offer lapses.
-    offers: SortedMap<PeerId, Duration>,
-    /// Peers whose last offer lapsed unanswered: not offered again until then.
-    offer_lapsed: SortedMap<PeerId, Duration>,
+    /// Outstanding upload-slot offers: peer → when the offer lapses, and the peer's slot.
+    offers: SortedMap<PeerId, (Duration, u32)>,
+    /// Per peer slot: until when its peer is not offered a slot again, because its last
+    /// offer lapsed unanswered (an earlier time: no quiet period). Reset when the slot is
+    /// vacated.
+    quiet_until: Vec<Duration>,
     /// Earliest lapse in `offers`. No timer: checked on the next event (see
     /// [`Config::offer_timeout`]).
     offer_deadline: Option<Duration>,
-    /// Earliest end of a quiet period in `offer_lapsed` (no timer either).
-    quiet_deadline: Option<Duration>,
     uploads: SortedMap<UploadId, Upload>,
     upload_queue: Vec<UploadId>,
     /// Buffers reused by the scheduling and offer rounds (they run on most events).
@@ -283,7 +283,7 @@ struct Scratch {
     waiting: Vec<PeerId>,
     cands: Vec<(usize, u64, PeerId)>,
     loads: Vec<(PeerId, u32)>,
-    offer_cands: Vec<(u32, u32, u64, PeerId)>,
+    offer_cands: Vec<(u32, u32, u64, PeerId, u32)>,
 }
 
 /// Order of queued uploads: (not a continuation, then copies / peer's active uploads or, with
@@ -467,9 +467,8 @@ impl Planner {
             peer_deadline_exact: true,
             superseed_refusals: BTreeMap::new(),
             offers: SortedMap::new(),
-            offer_lapsed: SortedMap::new(),
+            quiet_until: vec![Duration::ZERO; mask_words as usize * 32],
             offer_deadline: None,
-            quiet_deadline: None,
             scratch: Scratch::default(),
         };
         planner.check_complete();
@@ -924,6 +923,7 @@ impl Planner {
         if let Some(pe) = self.peers.remove(&peer) {
             self.remove_have(pe.slot);
             self.slots.vacate(pe.slot);
+            self.quiet_until[pe.slot as usize] = Duration::ZERO;
             if pe.refused_until.is_some() || pe.retry_at > self.now {
                 // The earliest deadline may have been this peer's.
                 self.peer_deadline_exact = false;
@@ -931,7 +931,6 @@ impl Planner {
         }
         self.accepted_per_peer.remove(&peer);
         self.withdraw_offer(peer);
-        self.offer_lapsed.remove(&peer);
         self.superseed_refusals.retain(|(q, _), _| *q != peer);
         // A partition handed to a peer that left has no copy through it any more.
         let tag = peer.0.wrapping_add(1);
@@ -1743,34 +1742,24 @@ impl Planner {
     /// Forgets the offer to `peer` (it answered or left), keeping `offer_deadline` exact.
     fn withdraw_offer(&mut self, peer: PeerId) {
         if self.offers.remove(&peer).is_some() {
-            self.offer_deadline = self.offers.values().min().copied();
+            self.offer_deadline = self.offers.values().map(|o| o.0).min();
         }
     }
 
-    /// Forgets lapsed offers (their peers are not offered again for a while) and ended quiet
-    /// periods.
+    /// Forgets lapsed offers (their peers are not offered again for a while).
     fn expire_offers(&mut self) {
         let now = self.now;
         if self.offer_deadline.is_some_and(|d| d <= now) {
             let quiet = now + self.config.offer_timeout * 10;
-            let lapsed = &mut self.offer_lapsed;
-            let mut any = false;
-            self.offers.retain(|peer, t| {
-                if *t > now {
+            let quiet_until = &mut self.quiet_until;
+            self.offers.retain(|_, &mut (t, slot)| {
+                if t > now {
                     return true;
                 }
-                lapsed.insert(*peer, quiet);
-                any = true;
+                quiet_until[slot as usize] = quiet;
                 false
             });
-            if any {
-                self.quiet_deadline = Some(self.quiet_deadline.map_or(quiet, |d| d.min(quiet)));
-            }
-            self.offer_deadline = self.offers.values().min().copied();
-        }
-        if self.quiet_deadline.is_some_and(|d| d <= now) {
-            self.offer_lapsed.retain(|_, t| *t > now);
-            self.quiet_deadline = self.offer_lapsed.values().min().copied();
+            self.offer_deadline = self.offers.values().map(|o| o.0).min();
         }
     }
 
@@ -1798,9 +1787,9 @@ impl Planner {
         tally_peers(self.uploads.values().map(|u| u.peer), &mut loads);
         loads.sort_unstable();
         let mut cands = std::mem::take(&mut self.scratch.offer_cands);
-        // Peers, offers, lapsed offers and loads are all ordered by peer: one merged pass.
-        let (offered, lapsed) = (self.offers.keys(), self.offer_lapsed.keys());
-        let (mut o, mut l, mut u) = (0, 0, 0);
+        // Peers, offers and loads are all ordered by peer: one merged pass.
+        let offered = self.offers.keys();
+        let (mut o, mut u) = (0, 0);
         for (id, pe) in self.peers.iter() {
             let lacking = self.slots.lacking(pe.slot);
             debug_assert_eq!(lacking, self.lacking_of(self.slots.words(pe.slot)));
@@ -1808,14 +1797,13 @@ impl Planner {
                 continue;
             }
             o += offered[o..].iter().take_while(|q| *q < id).count();
-            l += lapsed[l..].iter().take_while(|q| *q < id).count();
-            if offered.get(o) == Some(id) || lapsed.get(l) == Some(id) {
+            if offered.get(o) == Some(id) || self.quiet_until[pe.slot as usize] > now {
                 continue;
             }
             u += loads[u..].iter().take_while(|(q, _)| q < id).count();
             let load = loads.get(u).filter(|(q, _)| q == id).map_or(0, |(_, n)| *n);
             let progress = self.slots.count(pe.slot);
-            cands.push((load, progress, 0, *id));
+            cands.push((load, progress, 0, *id, pe.slot));
         }
         for c in cands.iter_mut() {
             c.2 = self.rng.random::<u64>();
@@ -1827,8 +1815,8 @@ impl Planner {
         }
         cands.sort_unstable();
         let until = now + self.config.offer_timeout;
-        for &(_, _, _, peer) in cands.iter() {
-            self.offers.insert(peer, until);
+        for &(_, _, _, peer, slot) in cands.iter() {
+            self.offers.insert(peer, (until, slot));
             self.offer_deadline = Some(self.offer_deadline.map_or(until, |d| d.min(until)));
             self.actions.push_back(Action::Offer { peer });
         }
