@@ -437,8 +437,7 @@ fn take_in_background(shared: &Shared) {
                         "a held-back announcement acted"
                     );
                 }
-                let h = &shared.handled[x as usize];
-                h.store(h.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+                shared.handled[x as usize].fetch_add(1, Ordering::Release);
             }
             idle = 0;
         } else if shared.stop.load(Ordering::Acquire) {

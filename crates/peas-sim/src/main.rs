@@ -8,8 +8,9 @@ use peas_sim::{MIB, SimConfig, parse_size};
 
 /// mimalloc maps memory in large aligned regions and asks for transparent huge pages on them
 /// (glibc's heap grows in small steps: at N = 2048, 18 of 206 resident MiB were in huge pages
-/// with it, 254 of 271 MiB with mimalloc). The simulator reads its planners (420 MB at N = 4096) at random,
-/// so fewer pages mean fewer TLB misses: N = 4096 ran about 8 % faster, back to back.
+/// with it, 254 of 271 MiB with mimalloc). The simulator reads its planners (420 MB at
+/// N = 4096) at random, so fewer pages mean fewer TLB misses: N = 4096 ran about 8 % faster,
+/// back to back.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
