@@ -423,6 +423,8 @@ impl Planner {
             needed.insert(p);
         }
         let mask_words = config.max_connected_peers.div_ceil(32).max(1) as u32;
+        // Peer slots: one bit each in the holder masks.
+        let n_slots = mask_words as usize * 32;
         let mut planner = Self {
             config,
             size,
@@ -445,7 +447,7 @@ impl Planner {
             holders: vec![0; n_parts as usize * mask_words as usize],
             mask_words,
             partial_slots: vec![0; mask_words as usize],
-            slots: PeerSlots::new(mask_words as usize * 32, n_parts),
+            slots: PeerSlots::new(n_slots, n_parts),
             seed_peers: 0,
             peers: SortedMap::new(),
             banned: BTreeSet::new(),
@@ -467,7 +469,7 @@ impl Planner {
             peer_deadline_exact: true,
             superseed_refusals: BTreeMap::new(),
             offers: SortedMap::new(),
-            quiet_until: vec![Duration::ZERO; mask_words as usize * 32],
+            quiet_until: vec![Duration::ZERO; n_slots],
             offer_deadline: None,
             scratch: Scratch::default(),
         };
