@@ -7,8 +7,8 @@
 //! - [`PeasStore`] wraps an `iroh_blobs::api::Store` (file-backed or in memory): import a file,
 //!   export a complete blob atomically, and read the per-partition [`Completion`] of a blob from
 //!   iroh-blobs' verified chunk bitfield.
-//! - [`MetaDb`] keeps known manifests and, per content hash, a bounded table of peers with
-//!   their last-seen times.
+//! - [`MetaDb`] keeps known manifests, per content hash a bounded table of peers with their
+//!   last-seen times, and the [`Source`] file of content imported in place.
 //! - [`verify_file`] / [`hash_file`] check a file on disk against a manifest.
 //!
 //! Invariant: only data that iroh-blobs verified against the BLAKE3 tree is reported as
@@ -24,5 +24,7 @@ pub use error::StoreError;
 pub use home::{HOME_ENV, Home, write_file_atomic};
 pub use iroh_blobs::protocol::ChunkRanges;
 pub use meta::{MAX_PEERS_PER_HASH, MetaDb, PeerRecordEntry};
-pub use store::{Completion, Imported, PeasStore, from_blobs_hash, tag_name, to_blobs_hash};
+pub use store::{
+    Completion, Imported, MAX_INLINED, PeasStore, Source, from_blobs_hash, tag_name, to_blobs_hash,
+};
 pub use verify::{hash_file, verify_file};

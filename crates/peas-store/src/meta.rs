@@ -1,13 +1,15 @@
-//! The peas metadata database (redb): known manifests and the peer table.
+//! The peas metadata database (redb): known manifests, the peer table, and the files the
+//! blob store references in place.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use peas_proto::{ContentHash, Manifest, NodeId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
+use crate::store::Source;
 
 /// The most peers remembered per content hash; recording more evicts the least recently seen.
 pub const MAX_PEERS_PER_HASH: usize = 1024;
@@ -19,6 +21,37 @@ const MANIFESTS: TableDefinition<'static, &[u8; 32], &[u8]> = TableDefinition::n
 /// (content hash, node id) → postcard([`PeerValue`]).
 const PEERS: TableDefinition<'static, (&[u8; 32], &[u8; 32]), &[u8]> =
     TableDefinition::new("peers");
+
+/// Content hash → postcard([`SourceValue`]): the file the blob store references for it.
+const SOURCES: TableDefinition<'static, &[u8; 32], &[u8]> = TableDefinition::new("sources");
+
+#[derive(Serialize, Deserialize)]
+struct SourceValue {
+    /// The path's bytes (unix) or UTF-8 text (elsewhere).
+    path: Vec<u8>,
+    size: u64,
+    mtime_ns: u128,
+}
+
+#[cfg(unix)]
+fn path_bytes(p: &Path) -> Vec<u8> {
+    std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec()
+}
+
+#[cfg(unix)]
+fn path_from_bytes(b: &[u8]) -> PathBuf {
+    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b))
+}
+
+#[cfg(not(unix))]
+fn path_bytes(p: &Path) -> Vec<u8> {
+    p.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(b: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(b).into_owned())
+}
 
 #[derive(Serialize, Deserialize)]
 struct PeerValue {
@@ -55,8 +88,54 @@ impl MetaDb {
         let tx = db.begin_write().map_err(meta_err)?;
         tx.open_table(MANIFESTS).map_err(meta_err)?;
         tx.open_table(PEERS).map_err(meta_err)?;
+        tx.open_table(SOURCES).map_err(meta_err)?;
         tx.commit().map_err(meta_err)?;
         Ok(Self { db })
+    }
+
+    /// Records the file the blob store references for `hash` (see [`Imported::source`]), or
+    /// with `None` forgets it (the store holds its own copy).
+    ///
+    /// [`Imported::source`]: crate::Imported::source
+    pub fn set_source(&self, hash: impl Into<ContentHash>, source: Option<&Source>) -> Result<()> {
+        let hash = hash.into();
+        let tx = self.db.begin_write().map_err(meta_err)?;
+        {
+            let mut t = tx.open_table(SOURCES).map_err(meta_err)?;
+            match source {
+                Some(src) => {
+                    let v = postcard::to_stdvec(&SourceValue {
+                        path: path_bytes(&src.path),
+                        size: src.size,
+                        mtime_ns: src.mtime_ns,
+                    })
+                    .expect("postcard encoding into a Vec is infallible");
+                    t.insert(hash.as_bytes(), v.as_slice()).map_err(meta_err)?;
+                }
+                None => {
+                    t.remove(hash.as_bytes()).map_err(meta_err)?;
+                }
+            }
+        }
+        tx.commit().map_err(meta_err)
+    }
+
+    /// The file the blob store references for `hash`, if recorded (see
+    /// [`MetaDb::set_source`]); an unreadable record counts as none.
+    pub fn source(&self, hash: impl Into<ContentHash>) -> Result<Option<Source>> {
+        let hash = hash.into();
+        let tx = self.db.begin_read().map_err(meta_err)?;
+        let t = tx.open_table(SOURCES).map_err(meta_err)?;
+        let Some(v) = t.get(hash.as_bytes()).map_err(meta_err)? else {
+            return Ok(None);
+        };
+        Ok(postcard::from_bytes::<SourceValue>(v.value())
+            .ok()
+            .map(|v| Source {
+                path: path_from_bytes(&v.path),
+                size: v.size,
+                mtime_ns: v.mtime_ns,
+            }))
     }
 
     /// Stores (or replaces) a manifest under its content hash.

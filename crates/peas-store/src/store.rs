@@ -33,13 +33,66 @@ pub fn tag_name(hash: impl Into<ContentHash>) -> String {
 }
 
 /// The result of [`PeasStore::import_file`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Imported {
     /// BLAKE3 root hash of the file.
     pub hash: ContentHash,
     /// Size of the file in bytes.
     pub size: u64,
+    /// The file the store now reads this content from, if it references the file in place
+    /// instead of holding a copy: it must stay unchanged for the content to be served.
+    pub source: Option<Source>,
 }
+
+/// A file that a store references in place, as it was when imported (see
+/// [`Source::unchanged`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The file's absolute path.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its modification time, nanoseconds since the unix epoch (0 if unknown).
+    pub mtime_ns: u128,
+}
+
+impl Source {
+    /// Records the file at `path` as it is now (`path` should be absolute).
+    pub fn of(path: &Path) -> Result<Source> {
+        let meta = fs::metadata(path)
+            .map_err(|e| StoreError::io(format!("cannot read {}", path.display()), e))?;
+        Ok(Source {
+            path: path.to_owned(),
+            size: meta.len(),
+            mtime_ns: mtime_ns(&meta),
+        })
+    }
+
+    /// Whether the file still has the size and modification time it had when recorded (the
+    /// quick check of make and rsync; a change that keeps both is not seen). `Err` with the
+    /// reason if not.
+    pub fn unchanged(&self) -> std::result::Result<(), String> {
+        match fs::metadata(&self.path) {
+            Err(e) => Err(format!("cannot read {}: {e}", self.path.display())),
+            Ok(m) if m.len() != self.size || mtime_ns(&m) != self.mtime_ns => Err(format!(
+                "{} changed since it was imported",
+                self.path.display()
+            )),
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> u128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Files up to this size are copied into the store even when referencing is asked for
+/// (iroh-blobs' file store inlines them: its default `max_data_inlined`).
+pub const MAX_INLINED: u64 = 16 * 1024;
 
 /// Which partitions of a blob the store holds, verified.
 ///
@@ -147,13 +200,14 @@ impl PeasStore {
         }
     }
 
-    /// Imports the file at `path` (without copying it where the store allows,
-    /// `ImportMode::TryReference`), computing its BLAKE3 tree, and tags it with [`tag_name`].
+    /// Imports the file at `path`, computing its BLAKE3 tree, and tags it with [`tag_name`].
     ///
-    /// With the file store, large files stay where they are and are referenced: if the file is
-    /// changed afterwards, iroh-blobs' validated exports (what peers receive) fail rather than
-    /// serve wrong data, but the blob must be re-imported to be served again.
-    pub async fn import_file(&self, path: impl AsRef<Path>) -> Result<Imported> {
+    /// With `copy` false and the file store, a file larger than [`MAX_INLINED`] stays where it
+    /// is and is referenced ([`Imported::source`]): nothing is copied, but the file must not
+    /// change while it is served (iroh-blobs would serve the changed bytes, which every peer
+    /// rejects). With `copy` true the store keeps its own copy. Either way the import replaces
+    /// where the store reads the blob from, if it held it already.
+    pub async fn import_file(&self, path: impl AsRef<Path>, copy: bool) -> Result<Imported> {
         let path = std::path::absolute(path.as_ref()).map_err(|e| {
             StoreError::io(format!("cannot resolve {}", path.as_ref().display()), e)
         })?;
@@ -165,12 +219,17 @@ impl PeasStore {
                 reason: "is not a regular file",
             });
         }
+        let source = Source::of(&path)?;
         let tt = self
             .blobs()
             .add_path_with_opts(AddPathOptions {
                 path: path.clone(),
                 format: BlobFormat::Raw,
-                mode: ImportMode::TryReference,
+                mode: if copy {
+                    ImportMode::Copy
+                } else {
+                    ImportMode::TryReference
+                },
             })
             .temp_tag()
             .await
@@ -182,7 +241,12 @@ impl PeasStore {
             BlobStatus::Complete { size } => size,
             _ => return Err(StoreError::NotComplete(hash)),
         };
-        Ok(Imported { hash, size })
+        let referenced = !copy && size > MAX_INLINED && matches!(self.backend, Backend::Fs(_));
+        Ok(Imported {
+            hash,
+            size,
+            source: referenced.then_some(source),
+        })
     }
 
     /// Sets the named tag [`tag_name`] on `hash` (complete or not), protecting it from GC.

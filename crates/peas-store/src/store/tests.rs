@@ -1,4 +1,5 @@
 use super::*;
+use crate::MetaDb;
 use crate::home::Home;
 use bao_tree::ChunkNum;
 use iroh_blobs::protocol::ChunkRangesExt;
@@ -116,7 +117,7 @@ async fn memory_import_export_and_completion() {
     let src = tmp.path().join("src.bin");
     fs::write(&src, &d).unwrap();
     let store = PeasStore::memory();
-    let imp = store.import_file(&src).await.unwrap();
+    let imp = store.import_file(&src, false).await.unwrap();
     assert_eq!(imp.hash, ContentHash::of(&d));
     assert_eq!(imp.size, d.len() as u64);
     let g = Geometry::new(imp.size, PS).unwrap();
@@ -150,7 +151,7 @@ async fn memory_import_export_and_completion() {
         "{err}"
     );
     let err = store
-        .import_file(tmp.path().join("missing"))
+        .import_file(tmp.path().join("missing"), false)
         .await
         .unwrap_err();
     assert!(err.to_string().starts_with("cannot read"), "{err}");
@@ -171,7 +172,7 @@ async fn export_into_readonly_dir_fails_cleanly() {
     let store = PeasStore::memory();
     let src = tmp.path().join("src.bin");
     fs::write(&src, data(40_000, 3)).unwrap();
-    let imp = store.import_file(&src).await.unwrap();
+    let imp = store.import_file(&src, false).await.unwrap();
     let ro = tmp.path().join("ro");
     fs::create_dir(&ro).unwrap();
     fs::set_permissions(&ro, fs::Permissions::from_mode(0o500)).unwrap();
@@ -229,6 +230,45 @@ async fn fs_store_partial_blob_reports_only_verified_partitions() {
     assert_eq!(fs::read(&out).unwrap(), d);
     fs_store.shutdown().await.unwrap();
     full.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn fs_import_references_large_files_unless_copying() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = PeasStore::open_fs(tmp.path().join("blobs")).await.unwrap();
+    let meta = MetaDb::open(tmp.path().join("meta.redb")).unwrap();
+    let small = tmp.path().join("small.bin");
+    fs::write(&small, data(MAX_INLINED as usize, 3)).unwrap();
+    assert_eq!(store.import_file(&small, false).await.unwrap().source, None);
+
+    let big = tmp.path().join("big.bin");
+    let d = data(3 * PS as usize, 4);
+    fs::write(&big, &d).unwrap();
+    let imp = store.import_file(&big, false).await.unwrap();
+    let src = imp.source.clone().expect("a large file is referenced");
+    assert_eq!(
+        (src.path.as_path(), src.size),
+        (big.as_path(), d.len() as u64)
+    );
+    assert_eq!(src.unchanged(), Ok(()));
+    meta.set_source(imp.hash, Some(&src)).unwrap();
+    assert_eq!(meta.source(imp.hash).unwrap(), Some(src.clone()));
+
+    // A changed or missing file is seen; copying makes the store independent of it.
+    fs::write(&big, data(3 * PS as usize - 1, 5)).unwrap();
+    let why = src.unchanged().expect_err("size changed");
+    assert!(why.contains("changed since it was imported"), "{why}");
+    fs::write(&big, &d).unwrap();
+    let copied = store.import_file(&big, true).await.unwrap();
+    assert_eq!((copied.hash, copied.source), (imp.hash, None));
+    meta.set_source(imp.hash, None).unwrap();
+    assert_eq!(meta.source(imp.hash).unwrap(), None);
+    fs::remove_file(&big).unwrap();
+    assert!(Source::of(&big).is_err());
+    let out = tmp.path().join("out.bin");
+    store.export_atomic(imp.hash, &out).await.unwrap();
+    assert_eq!(fs::read(&out).unwrap(), d);
+    store.shutdown().await.unwrap();
 }
 
 const CRASH_ENV: &str = "PEAS_STORE_CRASH_CHILD";
