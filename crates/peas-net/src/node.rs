@@ -183,7 +183,7 @@ impl Node {
             .portmapper_config(PortmapperConfig::Disabled)
             .clear_ip_transports()
             .bind_addr(config.listen)
-            .map_err(|e| bind_err(e.to_string()))?
+            .map_err(|e| bind_err(error_chain(&e)))?
             .transport_config(transport_config());
         builder = match &config.relay {
             None => builder.relay_mode(RelayMode::Disabled),
@@ -192,7 +192,10 @@ impl Node {
                 builder.relay_mode(RelayMode::custom([url]))
             }
         };
-        let endpoint = builder.bind().await.map_err(|e| bind_err(e.to_string()))?;
+        let endpoint = builder
+            .bind()
+            .await
+            .map_err(|e| bind_err(error_chain(&e)))?;
         let listen_addrs = listen_addrs(&endpoint);
         let drivers: Drivers = Default::default();
         let uploads = UploadCounters::default();
@@ -474,4 +477,20 @@ fn listen_addrs(ep: &Endpoint) -> Vec<SocketAddr> {
     }
     out.truncate(peas_proto::MAX_LISTEN_ADDRS);
     out
+}
+
+/// An error and its causes on one line (`outer: inner: root`), each cause once: iroh's bind
+/// error says only "Failed to bind sockets" at the top, the operating system's reason below.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    out.replace(['\n', '\r'], " ")
 }
