@@ -5,6 +5,7 @@
 //! `error: …` line on stderr and a non-zero exit code.
 
 mod cmd;
+mod paths;
 mod size;
 
 use std::path::PathBuf;
@@ -33,14 +34,16 @@ pub struct GlobalArgs {
     /// platform data directory + /peas.
     #[arg(long, global = true, env = "PEAS_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
-    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    /// More log output on stderr (default: peas' warnings only; -v info, -vv debug, -vvv
+    /// trace, from every library); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Import a file into the home's store and write a signed .peas manifest for it.
+    /// Import a file into the home's store (in place unless --copy) and write a signed .peas
+    /// manifest for it.
     Create(cmd::create::CreateArgs),
     /// Show what a .peas manifest or ticket says, after checking its signature.
     Info(cmd::info::InfoArgs),
@@ -54,10 +57,13 @@ enum Command {
     Id(cmd::id::IdArgs),
 }
 
+/// Logs go to stderr: without `-v` only peas' own warnings (a failure is the one `error:` line;
+/// the libraries' internal errors behind it are for `-v`), colours only on a terminal.
 fn init_tracing(verbose: u8) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        0 => "off,peas=warn,peas_net=warn,peas_store=warn,peas_sched=warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -65,6 +71,7 @@ fn init_tracing(verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

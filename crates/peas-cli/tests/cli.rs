@@ -356,12 +356,21 @@ struct DocBody {
 }
 
 fn doc_manifest(name: &str, data: &[u8]) -> Vec<u8> {
+    doc_manifest_of(
+        name,
+        *blake3::hash(data).as_bytes(),
+        data.len() as u64,
+        1 << 20,
+    )
+}
+
+fn doc_manifest_of(name: &str, hash: [u8; 32], size: u64, partition_size: u64) -> Vec<u8> {
     let key = SigningKey::from_bytes(&[3; 32]);
     let body = DocBody {
-        hash: *blake3::hash(data).as_bytes(),
-        size: data.len() as u64,
+        hash,
+        size,
         name: name.to_owned(),
-        partition_size: 1 << 20,
+        partition_size,
         created_at: 1_700_000_000,
         owners: vec![DocOwner {
             id: key.verifying_key().to_bytes(),
@@ -483,4 +492,162 @@ fn usage_errors_are_one_line_with_exit_code_2() {
     let o = peas(tmp.path(), &["--version"]);
     assert!(o.status.success());
     assert!(stdout(&o).starts_with("peas "));
+}
+
+#[test]
+fn create_refuses_to_overwrite_its_input_and_checks_the_output_first() {
+    let f = fixture(1000);
+    let o = peas(
+        &f.home,
+        &[
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            f.file.to_str().unwrap(),
+        ],
+    );
+    assert_one_line_failure(&o, "-o is the input");
+    assert_eq!(std::fs::read(&f.file).unwrap(), f.data, "input intact");
+    let o = peas(
+        &f.home,
+        &[
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            f.dir.join("no/such/dir/x.peas").to_str().unwrap(),
+        ],
+    );
+    assert_one_line_failure(&o, "missing output dir");
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}
+
+#[test]
+fn zero_rates_timeouts_and_bad_relays_are_usage_errors() {
+    let f = fixture(1000);
+    let m = f.peas.to_str().unwrap();
+    let out = f.dir.join("out.bin");
+    let out = out.to_str().unwrap();
+    for args in [
+        vec!["install", m, "-o", out, "--max-upload-rate", "0"],
+        vec!["install", m, "-o", out, "--max-download-rate", "0B"],
+        vec!["install", m, "-o", out, "--timeout", "0"],
+        vec!["install", m, "-o", out, "--relay", "ftp://example.com"],
+        vec!["seed", "--no-upload"],
+    ] {
+        let o = peas(&f.home, &args);
+        assert_one_line_failure(&o, &args.join(" "));
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+    assert!(!f.dir.join("out.bin").exists());
+}
+
+#[test]
+fn install_checks_free_space_before_downloading() {
+    let f = fixture(1000);
+    // 32 TiB in 1 GiB partitions: more than any test machine has free.
+    let huge = f.dir.join("huge.peas");
+    std::fs::write(
+        &huge,
+        doc_manifest_of("huge.bin", [7; 32], 1 << 45, 1 << 30),
+    )
+    .unwrap();
+    let out = f.dir.join("huge.bin");
+    let o = peas(
+        &f.home,
+        &[
+            "install",
+            huge.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_one_line_failure(&o, "no room");
+    assert!(
+        stderr(&o).contains("not enough free space"),
+        "{}",
+        stderr(&o)
+    );
+    // With --json the last line of stdout is a failed summary.
+    let last: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().last().expect("a summary line")).unwrap();
+    assert_eq!(last["event"], "summary");
+    assert_eq!(last["ok"], false);
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("not enough free space")
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn seed_refuses_content_whose_file_changed_since_create() {
+    use std::io::{BufRead, BufReader};
+    // Large enough to be referenced in place, not copied into the store.
+    let f = fixture(256 * 1024);
+    let mut changed = f.data.clone();
+    changed[1000] ^= 1;
+    std::fs::write(&f.file, &changed).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peas"))
+        .arg("--home")
+        .arg(&f.home)
+        .args(["seed", "--json", "--listen", "127.0.0.1:0"])
+        .env_remove("PEAS_HOME")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(first["event"], "not_serving", "{first}");
+    assert_eq!(first["hash"], blake3::hash(&f.data).to_hex().as_str());
+    assert!(
+        first["reason"].as_str().unwrap().contains("changed"),
+        "{first}"
+    );
+    assert_eq!(
+        (&second["event"], &second["contents"]),
+        (&"serving".into(), &0.into())
+    );
+
+    // With --copy the store keeps its own copy: the file may change.
+    let home2 = f.dir.join("home-copy");
+    let out = f.dir.join("copy.peas");
+    let o = peas(
+        &home2,
+        &[
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--copy",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(&f.file, &f.data).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peas"))
+        .arg("--home")
+        .arg(&home2)
+        .args(["seed", "--json", "--listen", "127.0.0.1:0"])
+        .env_remove("PEAS_HOME")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(
+        (&first["event"], &first["complete"]),
+        (&"serving".into(), &true.into()),
+        "{first}"
+    );
 }

@@ -8,7 +8,10 @@ use peas_proto::{ContentHash, ManifestError};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another process holds the home's lock.
-    #[error("home {} is in use by another peas process", .0.display())]
+    #[error(
+        "home {} is in use by another peas process (a running `peas seed`? stop it, or use another --home)",
+        .0.display()
+    )]
     HomeInUse(PathBuf),
     /// No home directory was given and the platform has no data directory.
     #[error("cannot find a data directory for the peas home; pass --home or set PEAS_HOME")]

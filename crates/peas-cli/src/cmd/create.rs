@@ -14,12 +14,15 @@ use peas_proto::{
 use super::{CmdResult, open_home};
 use crate::GlobalArgs;
 use crate::cmd::info::manifest_json;
+use crate::paths::{check_output_path, same_file};
 use crate::size::{format_size, parse_size};
 
 /// Arguments of `peas create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// The file to publish.
+    /// The file to publish. It is served in place, not copied (unless --copy): keep it
+    /// unchanged while this home seeds it (`peas seed` refuses to serve it once its size or
+    /// modification time changed; run `peas create` again then).
     pub file: PathBuf,
     /// Where to write the signed manifest (written atomically).
     #[arg(short = 'o', long = "output", value_name = "OUT.peas")]
@@ -37,6 +40,10 @@ pub struct CreateArgs {
     /// The file name installers will use; default: the name of FILE.
     #[arg(long)]
     pub name: Option<String>,
+    /// Copy the file into the home's store, so that it may change or go afterwards (needs
+    /// the file's size in free space in the home).
+    #[arg(long)]
+    pub copy: bool,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +91,14 @@ async fn run_inner(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Exit
     if !meta.is_file() {
         bail!("{} is not a regular file", args.file.display());
     }
+    if same_file(&args.file, &args.output) {
+        bail!(
+            "-o {} is the file to publish; write the manifest elsewhere (e.g. {}.peas)",
+            args.output.display(),
+            args.file.display()
+        );
+    }
+    check_output_path(&args.output)?;
 
     let home = open_home(global).await?;
     let res = create(&home, &args, name).await;
@@ -100,7 +115,9 @@ async fn create(
     name: SafeName,
 ) -> anyhow::Result<String> {
     tracing::info!(file = %args.file.display(), "importing");
-    let imported = home.store().import_file(&args.file).await?;
+    let imported = home.store().import_file(&args.file, args.copy).await?;
+    home.meta()
+        .set_source(imported.hash, imported.source.as_ref())?;
     let partition_size = args
         .partition_size
         .unwrap_or_else(|| peas_proto::default_partition_size(imported.size));

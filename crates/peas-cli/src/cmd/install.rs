@@ -13,16 +13,19 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use peas_net::{InstallOptions, InstallReport, Node};
+use peas_net::{InstallOptions, InstallReport, NetError, Node};
 use peas_proto::Manifest;
 use peas_store::Home;
 use serde_json::{Value, json};
 
 use super::seed::{
-    NetArgs, emit, parse_duration, progress_event, restore_peers, save_peers, shutdown_signal,
+    NetArgs, emit, parse_duration, parse_timeout, progress_event, restore_peers, save_peers,
+    shutdown_signal,
 };
 use super::{CmdResult, load_manifest, open_home};
 use crate::GlobalArgs;
+use crate::paths::{check_output_path, free_space};
+use crate::size::format_size;
 
 /// Arguments of `peas install`.
 #[derive(Debug, Args)]
@@ -38,19 +41,38 @@ pub struct InstallArgs {
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
     pub seed_after: Duration,
     /// Give up when no owner or peer answers, or nothing is verified, for this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
     pub timeout: Duration,
-    /// Print JSON lines on stdout (progress events, a complete event, a final summary).
+    /// Print JSON lines on stdout (progress events, a complete event, a final summary; the
+    /// summary is also printed on failure, with `"ok": false` and the `error`).
     #[arg(long)]
     pub json: bool,
+    /// Skip the check that the home and PATH's filesystem have room for the content (made
+    /// before downloading: the home keeps its own verified copy, which it serves, and PATH is
+    /// a second one).
+    #[arg(long)]
+    pub no_space_check: bool,
     #[command(flatten)]
     pub net: NetArgs,
 }
 
 /// Runs `peas install`.
 pub async fn run(global: &GlobalArgs, args: InstallArgs) -> CmdResult {
+    let res = run_inner(global, &args).await;
+    if let (true, Err(e)) = (args.json, &res) {
+        emit(&json!({
+            "event": "summary",
+            "ok": false,
+            "error": e.one_line(),
+            "output": args.output.display().to_string(),
+        }));
+    }
+    res
+}
+
+async fn run_inner(global: &GlobalArgs, args: &InstallArgs) -> CmdResult {
     let m = load_manifest(&args.manifest)?;
-    check_output_dir(&args.output)?;
+    let out_dir = check_output_path(&args.output)?;
     // Already there? Then nothing to do.
     if args.output.exists() {
         let path = args.output.clone();
@@ -62,6 +84,7 @@ pub async fn run(global: &GlobalArgs, args: InstallArgs) -> CmdResult {
         if same {
             let summary = json!({
                 "event": "summary",
+                "ok": true,
                 "hash": m.hash().to_string(),
                 "bytes": m.size(),
                 "elapsed_s": 0.0,
@@ -69,11 +92,13 @@ pub async fn run(global: &GlobalArgs, args: InstallArgs) -> CmdResult {
                 "from_peers": [],
                 "uploaded_bytes": 0,
                 "banned": [],
+                "already_complete": true,
                 "output": args.output.display().to_string(),
             });
             if args.json {
                 emit(&json!({"event": "complete", "hash": m.hash().to_string(),
-                    "bytes": m.size(), "elapsed_s": 0.0, "changed": false}));
+                    "bytes": m.size(), "elapsed_s": 0.0, "changed": false,
+                    "from_peers": [], "already_complete": true}));
                 emit(&summary);
             } else {
                 eprintln!(
@@ -85,30 +110,84 @@ pub async fn run(global: &GlobalArgs, args: InstallArgs) -> CmdResult {
         }
     }
     let home = open_home(global).await?;
-    let res = install(&home, &args, &m).await;
+    let res = match args.no_space_check {
+        true => Ok(()),
+        false => check_space(&home, &m, &args.output, &out_dir).await,
+    };
+    let res = match res {
+        Ok(()) => install(&home, args, &m)
+            .await
+            .map_err(|e| full_disk_hint(e, &[home.dir(), &out_dir])),
+        Err(e) => Err(e),
+    };
     let shutdown = home.shutdown().await;
     let code = res?;
     shutdown.context("cannot flush the store")?;
     Ok(code)
 }
 
-/// Fails early when PATH cannot be written: its parent must be an existing directory.
-fn check_output_dir(out: &Path) -> anyhow::Result<()> {
-    if out.is_dir() {
-        bail!("{}: is a directory; give a file path", out.display());
-    }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// Fails before downloading when the home (for the part of the content it lacks, plus its
+/// hash tree) or PATH's filesystem (for a whole copy, written next to PATH then renamed) has
+/// less free space than that.
+async fn check_space(home: &Home, m: &Manifest, out: &Path, out_dir: &Path) -> anyhow::Result<()> {
+    let held = home
+        .store()
+        .completion(m.hash(), &m.geometry())
+        .await
+        .map_or(0, |c| c.verified_bytes);
+    // The hash tree: 64 bytes per 16 KiB chunk group.
+    let need_home = (m.size() - held.min(m.size())) + m.size() / 256;
+    let need_out = m.size();
+    let (Some((free_home, dev_home)), Some((free_out, dev_out))) =
+        (free_space(home.dir()), free_space(out_dir))
+    else {
+        return Ok(());
     };
-    if !parent.is_dir() {
+    let fail = |need: u64, free: u64, what: String| {
         bail!(
-            "cannot write {}: {} is not a directory",
-            out.display(),
-            parent.display()
-        );
+            "not enough free space for {}: {what} needs {}, {} is free (--no-space-check to try anyway)",
+            m.name(),
+            format_size(need),
+            format_size(free)
+        )
+    };
+    let home_what = || format!("the home {}", home.dir().display());
+    if dev_home == dev_out {
+        let need = need_home + need_out;
+        if need > free_home {
+            return fail(
+                need,
+                free_home,
+                format!("{} plus {} on one filesystem", home_what(), out.display()),
+            );
+        }
+        return Ok(());
+    }
+    if need_home > free_home {
+        return fail(need_home, free_home, home_what());
+    }
+    if need_out > free_out {
+        return fail(need_out, free_out, out.display().to_string());
     }
     Ok(())
+}
+
+/// Names a full filesystem among `dirs` as the likely cause of `e` (iroh-blobs reports a
+/// failed write to its store as a stalled download, and loses the reason of a failed export).
+fn full_disk_hint(e: anyhow::Error, dirs: &[&Path]) -> anyhow::Error {
+    const NEARLY_FULL: u64 = 1 << 20;
+    match dirs.iter().find_map(|d| {
+        free_space(d)
+            .filter(|(free, _)| *free < NEARLY_FULL)
+            .map(|f| (d, f.0))
+    }) {
+        Some((dir, free)) => e.context(format!(
+            "the filesystem of {} is full ({} free)",
+            dir.display(),
+            format_size(free)
+        )),
+        None => e,
+    }
 }
 
 fn report_json(r: &InstallReport) -> (Vec<Value>, Vec<Value>) {
@@ -123,13 +202,25 @@ fn report_json(r: &InstallReport) -> (Vec<Value>, Vec<Value>) {
 
 async fn install(home: &Home, args: &InstallArgs, m: &Manifest) -> anyhow::Result<ExitCode> {
     home.meta().put_manifest(m)?;
-    let node = Node::spawn(
-        home.secret_key(),
-        home.store().blobs().clone(),
-        None,
-        args.net.config(),
-    )
-    .await?;
+    let spawn = |config| {
+        Node::spawn(
+            home.secret_key(),
+            home.store().blobs().clone(),
+            None,
+            config,
+        )
+    };
+    let node = match spawn(args.net.config()).await {
+        // The default port is taken (a seeder or another install on this host): any port
+        // works for a downloader, peers learn it from the swarm.
+        Err(NetError::Bind { addr, reason }) if args.net.listen.is_none() => {
+            tracing::warn!("cannot listen on {addr} ({reason}); using a free port");
+            let mut config = args.net.config();
+            config.listen.set_port(0);
+            spawn(config).await?
+        }
+        r => r?,
+    };
     let res = download_and_seed(home, args, m, &node).await;
     save_peers(home, &node, m.hash()).await;
     node.shutdown().await?;
@@ -241,6 +332,7 @@ async fn download_and_seed(
     if args.json {
         emit(&json!({
             "event": "summary",
+            "ok": true,
             "hash": m.hash().to_string(),
             "bytes": report.bytes,
             "elapsed_s": elapsed,
@@ -253,21 +345,4 @@ async fn download_and_seed(
         }));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_dir_checks() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        assert!(check_output_dir(&dir.path().join("x.bin")).is_ok());
-        assert!(check_output_dir(dir.path()).is_err());
-        let file = dir.path().join("f");
-        std::fs::write(&file, b"x").expect("write");
-        let err = check_output_dir(&file.join("out.bin")).expect_err("parent is a file");
-        assert!(err.to_string().contains("is not a directory"));
-        assert!(check_output_dir(Path::new("relative.bin")).is_ok());
-    }
 }

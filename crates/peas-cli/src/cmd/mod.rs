@@ -57,6 +57,9 @@ pub async fn open_home(global: &GlobalArgs) -> anyhow::Result<Home> {
 /// wins; otherwise an argument starting with `peas1` is a ticket. Errors are prefixed with the
 /// argument (the path, or "ticket").
 pub fn load_manifest(arg: &str) -> anyhow::Result<Manifest> {
+    if arg.trim().is_empty() {
+        anyhow::bail!("empty argument: give a .peas file or a {TICKET_PREFIX}… ticket");
+    }
     let path = Path::new(arg);
     if path.exists() {
         let limit = (MAX_TICKET_LEN + 4096) as u64;

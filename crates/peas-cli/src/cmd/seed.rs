@@ -15,27 +15,29 @@ use peas_proto::{ContentHash, Manifest, PartitionSet};
 use peas_store::{Home, PeerRecordEntry};
 use serde_json::{Value, json};
 
-use super::{CmdResult, load_manifest, open_home};
+use super::{CmdError, CmdResult, load_manifest, open_home};
 use crate::GlobalArgs;
 use crate::size::parse_size;
 
 /// Network flags shared by `peas seed` and `peas install`.
 #[derive(Debug, Clone, Args)]
 pub struct NetArgs {
-    /// UDP address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value_t = peas_net::DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
-    /// An iroh relay URL, for hosts behind NAT. Default: none (fully offline: no relay, no
-    /// DNS, no portmapper).
-    #[arg(long, value_name = "URL")]
+    /// UDP address to listen on (port 0 picks a free port). Default: 0.0.0.0:7117; `install`
+    /// picks a free port instead when that one is taken (e.g. by a seeder on the same host).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// An iroh relay URL (http:// or https://), for hosts behind NAT. Default: none (fully
+    /// offline: no relay, no DNS, no portmapper).
+    #[arg(long, value_name = "URL", value_parser = parse_relay)]
     pub relay: Option<String>,
-    /// Upload cap in bytes per second over all peers (e.g. 32MiB); default unlimited.
-    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    /// Upload cap in bytes per second over all peers (e.g. 32MiB); default unlimited. Not 0:
+    /// to serve nothing, use --no-upload.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_upload_rate: Option<u64>,
     /// Download cap in bytes per second over all peers (e.g. 100MiB); default unlimited.
-    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_download_rate: Option<u64>,
-    /// Leech mode: serve nothing to other peers.
+    /// Leech mode: serve nothing to other peers (install only).
     #[arg(long)]
     pub no_upload: bool,
 }
@@ -44,10 +46,10 @@ impl NetArgs {
     /// The node configuration these flags describe.
     pub fn config(&self) -> NodeConfig {
         NodeConfig {
-            listen: self.listen,
+            listen: self.listen.unwrap_or(peas_net::DEFAULT_LISTEN),
             relay: self.relay.clone(),
-            max_upload_rate: self.max_upload_rate.filter(|r| *r > 0),
-            max_download_rate: self.max_download_rate.filter(|r| *r > 0),
+            max_upload_rate: self.max_upload_rate,
+            max_download_rate: self.max_download_rate,
             no_upload: self.no_upload,
             ..NodeConfig::default()
         }
@@ -66,6 +68,38 @@ pub struct SeedArgs {
     pub json: bool,
     #[command(flatten)]
     pub net: NetArgs,
+}
+
+/// Parses a rate cap in bytes per second (a size, see [`parse_size`]); 0 is refused, since
+/// it would read as "nothing" but a zero cap cannot be enforced.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    match parse_size(s).map_err(|e| e.to_string())? {
+        0 => Err(format!(
+            "invalid rate {s:?}: must be above 0 (omit the flag for no cap; --no-upload serves nothing)"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// Checks that a relay URL is an http:// or https:// URL with a host.
+fn parse_relay(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("invalid relay URL {s:?}: expected http://HOST or https://HOST"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("invalid relay URL {s:?}: no host"));
+    }
+    Ok(s.to_owned())
+}
+
+/// Parses a timeout: a duration (see [`parse_duration`]) above zero.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("invalid timeout {s:?}: must be above 0")),
+        d => Ok(d),
+    }
 }
 
 /// Parses a duration: a whole number with an optional unit `ms`, `s` (default), `m`, `h`, `d`
@@ -196,6 +230,11 @@ pub async fn shutdown_signal() {
 
 /// Runs `peas seed`.
 pub async fn run(global: &GlobalArgs, args: SeedArgs) -> CmdResult {
+    if args.net.no_upload {
+        return Err(CmdError::usage(anyhow::anyhow!(
+            "--no-upload: a seeder that uploads nothing serves no one (the flag is for install)"
+        )));
+    }
     let mut given = Vec::new();
     for a in &args.manifests {
         given.push(load_manifest(a)?);
@@ -221,6 +260,25 @@ async fn serve(home: &Home, args: &SeedArgs, given: Vec<Manifest>) -> anyhow::Re
         .chain(given.iter().cloned())
     {
         if contents.iter().any(|c| c.hash() == m.hash()) {
+            continue;
+        }
+        // Content imported in place is served from its file: once that changed, the store
+        // would serve bytes every peer rejects.
+        if let Some(why) = changed_source(home, &m)? {
+            if args.json {
+                emit(&json!({
+                    "event": "not_serving",
+                    "hash": m.hash().to_string(),
+                    "name": m.name().as_str(),
+                    "reason": why,
+                }));
+            } else {
+                eprintln!(
+                    "not serving {} ({}): {why}; run `peas create` on it again",
+                    m.name(),
+                    m.hash()
+                );
+            }
             continue;
         }
         let held = home
@@ -326,6 +384,15 @@ async fn serve(home: &Home, args: &SeedArgs, given: Vec<Manifest>) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why the file that content `m` was imported from in place can no longer be served (`None`
+/// if it was copied into the store, or is unchanged).
+fn changed_source(home: &Home, m: &Manifest) -> anyhow::Result<Option<String>> {
+    Ok(match home.meta().source(m.hash())? {
+        Some(src) => src.unchanged().err(),
+        None => None,
+    })
+}
+
 /// Addresses joined with ", ".
 pub fn join_addrs(addrs: &[SocketAddr]) -> String {
     addrs
@@ -351,6 +418,20 @@ mod tests {
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+        assert!(parse_timeout("0").is_err());
+        assert_eq!(parse_timeout("5s"), Ok(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn rates_and_relays() {
+        assert_eq!(parse_rate("8MiB"), Ok(8 << 20));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("-1").is_err());
+        assert!(parse_relay("https://relay.example.com").is_ok());
+        assert!(parse_relay("http://10.0.0.1:3340/").is_ok());
+        assert!(parse_relay("ftp://example.com").is_err());
+        assert!(parse_relay("https://").is_err());
+        assert!(parse_relay("relay.example.com").is_err());
     }
 
     #[test]
