@@ -2,12 +2,15 @@
 
 use std::fmt;
 
-/// Why a size string was rejected.
+/// Why a size string was rejected: not a size, or too large.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SizeParseError(String);
+pub struct SizeParseError(String, bool);
 
 impl fmt::Display for SizeParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.1 {
+            return write!(f, "size {:?} is too large (at most 16 EiB)", self.0);
+        }
         write!(
             f,
             "invalid size {:?}: expected a whole number with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, K, M, G, T)",
@@ -23,7 +26,8 @@ impl std::error::Error for SizeParseError {}
 /// (`KiB`, `MiB`, `GiB`, `TiB`) and the single letters `K`, `M`, `G`, `T` are powers of 1024.
 /// Overflow is an error.
 pub fn parse_size(s: &str) -> Result<u64, SizeParseError> {
-    let err = || SizeParseError(s.to_owned());
+    let err = || SizeParseError(s.to_owned(), false);
+    let too_large = || SizeParseError(s.to_owned(), true);
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '_'))
@@ -33,7 +37,8 @@ pub fn parse_size(s: &str) -> Result<u64, SizeParseError> {
     if num.is_empty() {
         return Err(err());
     }
-    let n: u64 = num.parse().map_err(|_| err())?;
+    // Only digits are left, so a failed parse is an overflow.
+    let n: u64 = num.parse().map_err(|_| too_large())?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1000,
@@ -46,7 +51,7 @@ pub fn parse_size(s: &str) -> Result<u64, SizeParseError> {
         "t" | "tib" => 1 << 40,
         _ => return Err(err()),
     };
-    n.checked_mul(mult).ok_or_else(err)
+    n.checked_mul(mult).ok_or_else(too_large)
 }
 
 /// Formats a byte count for people: `512 B`, `1.0 KiB`, `100.0 MiB`, `3.5 GiB`.
@@ -101,6 +106,10 @@ mod tests {
                 .to_string()
                 .starts_with("invalid size \"x\"")
         );
+        for big in ["18446744073709551616", "17000000TiB"] {
+            let e = parse_size(big).unwrap_err().to_string();
+            assert!(e.ends_with("is too large (at most 16 EiB)"), "{e}");
+        }
     }
 
     #[test]

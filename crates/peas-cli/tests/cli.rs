@@ -651,3 +651,30 @@ fn seed_refuses_content_whose_file_changed_since_create() {
         "{first}"
     );
 }
+
+#[test]
+fn verify_json_reports_unreadable_files_and_info_prints_the_ticket() {
+    let f = fixture(1000);
+    let missing = f.dir.join("missing.bin");
+    let o = peas(
+        &f.home,
+        &[
+            "verify",
+            "--json",
+            f.peas.to_str().unwrap(),
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_one_line_failure(&o, "missing file");
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["matches"], false);
+    assert!(v["error"].as_str().unwrap().contains("missing.bin"), "{v}");
+
+    let o = peas(&f.home, &["info", f.peas.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ticket = stdout(&o).lines().last().unwrap().to_owned();
+    assert!(ticket.starts_with("peas1"), "{ticket}");
+    let v = json(&peas(&f.home, &["info", "--json", &ticket]));
+    assert_eq!(v["ticket"], ticket.as_str());
+}

@@ -56,7 +56,9 @@ pub async fn run(global: &GlobalArgs, args: CreateArgs) -> CmdResult {
 
 async fn run_inner(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<ExitCode> {
     let name = match &args.name {
-        Some(n) => SafeName::new(n.clone()).with_context(|| format!("invalid --name {n:?}"))?,
+        Some(n) => {
+            SafeName::new(n.clone()).with_context(|| format!("invalid --name {:?}", shorten(n)))?
+        }
         None => {
             let n = args
                 .file
@@ -142,7 +144,6 @@ async fn create(
     if args.json {
         let mut v = manifest_json(&manifest);
         v["path"] = args.output.display().to_string().into();
-        v["ticket"] = ticket.into();
         return Ok(v.to_string());
     }
     let addrs: Vec<String> = args.advertise.iter().map(|a| a.to_string()).collect();
@@ -163,6 +164,14 @@ async fn create(
         },
         ticket
     ))
+}
+
+/// At most the first 64 characters of `s`, with "…" if cut (for quoting input in errors).
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 /// Parses `--owner NODE_ID@ADDR`.

@@ -21,7 +21,8 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
-/// The JSON form of a (verified) manifest, shared by `info --json` and `create --json`.
+/// The JSON form of a (verified) manifest and its ticket, shared by `info --json` and
+/// `create --json`.
 pub fn manifest_json(m: &Manifest) -> Value {
     let owners: Vec<Value> = m
         .owners()
@@ -46,6 +47,7 @@ pub fn manifest_json(m: &Manifest) -> Value {
         "owners": owners,
         "signature": m.signature().iter().map(|b| format!("{b:02x}")).collect::<String>(),
         "signature_valid": true,
+        "ticket": m.to_ticket(),
     })
 }
 
@@ -87,5 +89,6 @@ pub async fn run(_global: &GlobalArgs, args: InfoArgs) -> CmdResult {
     }
     println!("version:        {}", m.version());
     println!("signature:      valid");
+    println!("ticket:\n{}", m.to_ticket());
     Ok(ExitCode::SUCCESS)
 }

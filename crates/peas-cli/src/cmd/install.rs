@@ -311,6 +311,13 @@ async fn download_and_seed(
     }
     // keep serving for --seed-after, or until a signal
     if !args.seed_after.is_zero() {
+        if !args.json {
+            eprintln!(
+                "seeding {} for {} s (Ctrl-C stops)",
+                m.name(),
+                args.seed_after.as_secs_f64()
+            );
+        }
         let until = tokio::time::sleep(args.seed_after);
         tokio::pin!(until);
         loop {

@@ -18,14 +18,33 @@ pub struct VerifyArgs {
     pub manifest: String,
     /// The file to check.
     pub path: PathBuf,
-    /// Print one JSON object on stdout (the exit code still tells the result).
+    /// Print one JSON object on stdout, also when the file cannot be read (with `error`); the
+    /// exit code still tells the result.
     #[arg(long)]
     pub json: bool,
 }
 
 /// Runs `peas verify`: exit 0 if PATH has the manifest's size and BLAKE3 hash, 1 if not, 2 if
 /// the manifest or the file cannot be read.
-pub async fn run(_global: &GlobalArgs, args: VerifyArgs) -> CmdResult {
+pub async fn run(global: &GlobalArgs, args: VerifyArgs) -> CmdResult {
+    let res = run_inner(global, &args).await;
+    // A mismatch (exit 1) printed its object already; an error printed nothing.
+    if let (true, Err(e)) = (args.json, &res)
+        && e.code != 1
+    {
+        println!(
+            "{}",
+            json!({
+                "path": args.path.display().to_string(),
+                "matches": false,
+                "error": e.one_line(),
+            })
+        );
+    }
+    res
+}
+
+async fn run_inner(_global: &GlobalArgs, args: &VerifyArgs) -> CmdResult {
     let m = load_manifest(&args.manifest).map_err(CmdError::usage)?;
     let path = args.path.clone();
     let (hash, size) = tokio::task::spawn_blocking(move || peas_store::hash_file(&path))
