@@ -55,6 +55,8 @@ enum Command {
     Install(cmd::install::InstallArgs),
     /// Print this node's id (creating the home and its key on first use).
     Id(cmd::id::IdArgs),
+    /// Delete content from the home to reclaim its space (a file served in place stays).
+    Remove(cmd::remove::RemoveArgs),
 }
 
 /// Logs go to stderr: without `-v` only peas' own warnings (a failure is the one `error:` line;
@@ -122,6 +124,7 @@ async fn main() -> ExitCode {
         Command::Seed(a) => cmd::seed::run(&cli.global, a).await,
         Command::Install(a) => cmd::install::run(&cli.global, a).await,
         Command::Id(a) => cmd::id::run(&cli.global, a).await,
+        Command::Remove(a) => cmd::remove::run(&cli.global, a).await,
     };
     match res {
         Ok(code) => code,

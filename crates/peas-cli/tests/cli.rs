@@ -678,3 +678,44 @@ fn verify_json_reports_unreadable_files_and_info_prints_the_ticket() {
     let v = json(&peas(&f.home, &["info", "--json", &ticket]));
     assert_eq!(v["ticket"], ticket.as_str());
 }
+
+#[test]
+fn remove_reclaims_installed_content_and_names_unknown_content() {
+    let f = fixture(300 * 1024);
+    let hash = blake3::hash(&f.data).to_hex().to_string();
+    // A copy in the store (as an install leaves it).
+    let home2 = f.dir.join("home2");
+    let o = peas(
+        &home2,
+        &[
+            "create",
+            f.file.to_str().unwrap(),
+            "-o",
+            f.dir.join("c.peas").to_str().unwrap(),
+            "--copy",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&peas(&home2, &["remove", "--json", &hash]));
+    assert_eq!(v["removed"][0], hash.as_str());
+    assert!(
+        v["freed_bytes"].as_u64().unwrap() >= f.data.len() as u64,
+        "{v}"
+    );
+    // Removed: seed has nothing left to serve, a second remove names it unknown.
+    let o = peas(&home2, &["remove", &hash]);
+    assert_one_line_failure(&o, "second remove");
+    assert!(stderr(&o).contains("not in this home"), "{}", stderr(&o));
+
+    // Content served in place: the file stays.
+    let o = peas(&f.home, &["remove", f.peas.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&hash), "{}", stdout(&o));
+    assert_eq!(std::fs::read(&f.file).unwrap(), f.data);
+
+    // A home that does not exist is not created.
+    let none = f.dir.join("no-home");
+    let o = peas(&none, &["remove", &hash]);
+    assert_one_line_failure(&o, "no home");
+    assert!(!none.exists());
+}

@@ -4,11 +4,11 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use peas_proto::{NodeId, node_id_from_secret};
+use peas_proto::{ContentHash, NodeId, node_id_from_secret};
 
 use crate::error::{Result, StoreError};
 use crate::meta::MetaDb;
-use crate::store::PeasStore;
+use crate::store::{PeasStore, tag_name};
 
 /// The environment variable that names the home directory when `--home` is not given.
 pub const HOME_ENV: &str = "PEAS_HOME";
@@ -107,9 +107,65 @@ impl Home {
         &self.meta
     }
 
+    /// Removes content from the home: forgets its manifest, source file and peers, drops the
+    /// store's tag on it, and deletes what the store holds of it (a file imported in place is
+    /// left where it is; only the store's hash tree of it goes). Shuts the home down, since the
+    /// deletion runs the store's garbage collection. Returns the hashes that were known (by a
+    /// manifest or a tag).
+    pub async fn remove(self, hashes: &[ContentHash]) -> Result<Vec<ContentHash>> {
+        let mut known = Vec::new();
+        for &hash in hashes {
+            let had_manifest = self.meta.forget(hash)?;
+            let had_tag = self
+                .store
+                .blobs()
+                .tags()
+                .delete(tag_name(hash))
+                .await
+                .map_err(|e| StoreError::blobs("cannot delete tag", e))?
+                > 0;
+            if had_manifest || had_tag {
+                known.push(hash);
+            }
+        }
+        self.store.shutdown().await?;
+        // Only a store opened with garbage collection deletes untagged blobs: reopen it so,
+        // still holding the lock, until the removed blobs are gone.
+        let store = PeasStore::open_fs_collecting(self.dir.join(BLOBS_DIR)).await?;
+        let res = wait_until_gone(&store, hashes).await;
+        store.shutdown().await?;
+        res.map(|()| known)
+    }
+
     /// Flushes and shuts down the blob store, then closes the database and releases the lock.
     pub async fn shutdown(self) -> Result<()> {
         self.store.shutdown().await
+    }
+}
+
+/// Waits (at most 30 s) until the store has none of `hashes`.
+async fn wait_until_gone(store: &PeasStore, hashes: &[ContentHash]) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut left = None;
+        for &h in hashes {
+            if !matches!(
+                store.status(h).await?,
+                iroh_blobs::api::blobs::BlobStatus::NotFound
+            ) {
+                left = Some(h);
+                break;
+            }
+        }
+        let Some(h) = left else {
+            return Ok(());
+        };
+        if std::time::Instant::now() > deadline {
+            return Err(StoreError::Blobs(format!(
+                "blob {h} was not deleted within 30 s"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -235,6 +235,29 @@ impl MetaDb {
         tx.commit().map_err(meta_err)
     }
 
+    /// Forgets everything recorded for `hash`: its manifest, its source file and its peers.
+    /// Returns whether a manifest was stored.
+    pub fn forget(&self, hash: impl Into<ContentHash>) -> Result<bool> {
+        let hash = hash.into();
+        let tx = self.db.begin_write().map_err(meta_err)?;
+        let had = {
+            let mut t = tx.open_table(MANIFESTS).map_err(meta_err)?;
+            t.remove(hash.as_bytes()).map_err(meta_err)?.is_some()
+        };
+        {
+            let mut t = tx.open_table(SOURCES).map_err(meta_err)?;
+            t.remove(hash.as_bytes()).map_err(meta_err)?;
+            let mut t = tx.open_table(PEERS).map_err(meta_err)?;
+            t.retain_in(
+                (hash.as_bytes(), &[0u8; 32])..=(hash.as_bytes(), &[0xffu8; 32]),
+                |_, _| false,
+            )
+            .map_err(meta_err)?;
+        }
+        tx.commit().map_err(meta_err)?;
+        Ok(had)
+    }
+
     /// The remembered peers of the swarm of `hash`, most recently seen first.
     pub fn peers(&self, hash: impl Into<ContentHash>) -> Result<Vec<PeerRecordEntry>> {
         let hash = hash.into();

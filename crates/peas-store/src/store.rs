@@ -184,6 +184,25 @@ impl PeasStore {
         })
     }
 
+    /// Opens the file store in `dir` like [`PeasStore::open_fs`], with iroh-blobs' garbage
+    /// collection running every 20 ms: it deletes every blob without a tag. For removing
+    /// content only (peas tags every blob it keeps, partial ones included).
+    pub async fn open_fs_collecting(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = std::path::absolute(dir.as_ref())
+            .map_err(|e| StoreError::io(format!("cannot resolve {}", dir.as_ref().display()), e))?;
+        let mut options = iroh_blobs::store::fs::options::Options::new(&dir);
+        options.gc = Some(iroh_blobs::store::GcConfig {
+            interval: std::time::Duration::from_millis(20),
+            add_protected: None,
+        });
+        let fs = FsStore::load_with_opts(dir.join("blobs.db"), options)
+            .await
+            .map_err(|e| StoreError::blobs(&format!("cannot open {}", dir.display()), e))?;
+        Ok(Self {
+            backend: Backend::Fs(fs),
+        })
+    }
+
     /// Wraps an existing iroh-blobs store handle.
     pub fn from_store(store: Store) -> Self {
         Self {

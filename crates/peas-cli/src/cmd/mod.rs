@@ -4,6 +4,7 @@ pub mod create;
 pub mod id;
 pub mod info;
 pub mod install;
+pub mod remove;
 pub mod seed;
 pub mod verify;
 

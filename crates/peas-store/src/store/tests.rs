@@ -271,6 +271,58 @@ async fn fs_import_references_large_files_unless_copying() {
     store.shutdown().await.unwrap();
 }
 
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        n += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    n
+}
+
+#[tokio::test]
+async fn remove_deletes_copies_keeps_files_in_place_and_forgets_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home_dir = tmp.path().join("home");
+    let copied = tmp.path().join("copied.bin");
+    let in_place = tmp.path().join("in-place.bin");
+    let (dc, dp) = (data(8 * PS as usize, 6), data(8 * PS as usize, 7));
+    fs::write(&copied, &dc).unwrap();
+    fs::write(&in_place, &dp).unwrap();
+    let home = Home::open(&home_dir).await.unwrap();
+    let c = home.store().import_file(&copied, true).await.unwrap();
+    let p = home.store().import_file(&in_place, false).await.unwrap();
+    home.meta().set_source(p.hash, p.source.as_ref()).unwrap();
+    let blobs = home_dir.join("blobs");
+    let before = dir_bytes(&blobs);
+    assert!(before >= dc.len() as u64, "the copy is in the store");
+    let unknown = ContentHash([9; 32]);
+    let known = home.remove(&[c.hash, p.hash, unknown]).await.unwrap();
+    assert_eq!(known, vec![c.hash, p.hash]);
+
+    let home = Home::open(&home_dir).await.unwrap();
+    for h in [c.hash, p.hash] {
+        assert!(matches!(
+            home.store().status(h).await.unwrap(),
+            BlobStatus::NotFound
+        ));
+        assert_eq!(home.meta().source(h).unwrap(), None);
+    }
+    assert_eq!(
+        fs::read(&in_place).unwrap(),
+        dp,
+        "a file served in place stays"
+    );
+    let after = dir_bytes(&blobs);
+    assert!(after + dc.len() as u64 <= before, "{before} -> {after}");
+    home.shutdown().await.unwrap();
+}
+
 const CRASH_ENV: &str = "PEAS_STORE_CRASH_CHILD";
 const CRASH_SIZE: usize = 8 * PS as usize + 1000;
 
