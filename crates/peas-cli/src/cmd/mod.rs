@@ -78,7 +78,7 @@ pub fn load_manifest(arg: &str) -> anyhow::Result<Manifest> {
         .get(..TICKET_PREFIX.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(TICKET_PREFIX));
     if looks_like_ticket {
-        return Manifest::from_ticket(arg).context("ticket");
+        return Manifest::from_ticket(arg).context("invalid ticket (truncated or mistyped?)");
     }
     anyhow::bail!("{arg}: no such file, and not a {TICKET_PREFIX}… ticket")
 }
