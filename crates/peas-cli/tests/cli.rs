@@ -719,3 +719,18 @@ fn remove_reclaims_installed_content_and_names_unknown_content() {
     assert_one_line_failure(&o, "no home");
     assert!(!none.exists());
 }
+
+#[test]
+fn a_lost_key_in_a_home_with_content_is_warned_about() {
+    let f = fixture(1000);
+    let old = stdout(&peas(&f.home, &["id"]));
+    std::fs::remove_file(f.home.join("secret.key")).unwrap();
+    let o = peas(&f.home, &["id"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(stdout(&o), old);
+    assert!(
+        stderr(&o).contains("secret.key was missing"),
+        "{}",
+        stderr(&o)
+    );
+}

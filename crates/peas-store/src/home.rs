@@ -58,8 +58,16 @@ impl Home {
         })?;
         create_private_dir(&dir)?;
         let lock = take_lock(&dir)?;
+        let new_key = !dir.join(KEY_FILE).exists();
         let secret_key = load_or_create_key(&dir.join(KEY_FILE))?;
         let meta = MetaDb::open(dir.join(META_FILE))?;
+        if new_key && !meta.manifests()?.is_empty() {
+            tracing::warn!(
+                home = %dir.display(),
+                "{KEY_FILE} was missing in a home that holds content: this node has a new id, \
+                 and manifests naming the old one as owner no longer reach it"
+            );
+        }
         let store = PeasStore::open_fs(dir.join(BLOBS_DIR)).await?;
         Ok(Home {
             node_id: node_id_from_secret(&secret_key),
