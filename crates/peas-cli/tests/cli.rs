@@ -582,29 +582,35 @@ fn install_checks_free_space_before_downloading() {
     assert!(!out.exists());
 }
 
+/// Starts `peas seed --json` on `home`, reads its first two JSON lines, and stops it.
+fn first_seed_events(home: &Path) -> [serde_json::Value; 2] {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peas"))
+        .arg("--home")
+        .arg(home)
+        .args(["seed", "--json", "--listen", "127.0.0.1:0"])
+        .env_remove("PEAS_HOME")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let events = [next(), next()];
+    child.kill().unwrap();
+    let _ = child.wait();
+    events
+}
+
 #[test]
 fn seed_refuses_content_whose_file_changed_since_create() {
-    use std::io::{BufRead, BufReader};
     // Large enough to be referenced in place, not copied into the store.
     let f = fixture(256 * 1024);
     let mut changed = f.data.clone();
     changed[1000] ^= 1;
     std::fs::write(&f.file, &changed).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_peas"))
-        .arg("--home")
-        .arg(&f.home)
-        .args(["seed", "--json", "--listen", "127.0.0.1:0"])
-        .env_remove("PEAS_HOME")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    child.kill().unwrap();
-    let _ = child.wait();
+    let [first, second] = first_seed_events(&f.home);
     assert_eq!(first["event"], "not_serving", "{first}");
     assert_eq!(first["hash"], blake3::hash(&f.data).to_hex().as_str());
     assert!(
@@ -631,20 +637,7 @@ fn seed_refuses_content_whose_file_changed_since_create() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::write(&f.file, &f.data).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_peas"))
-        .arg("--home")
-        .arg(&home2)
-        .args(["seed", "--json", "--listen", "127.0.0.1:0"])
-        .env_remove("PEAS_HOME")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    child.kill().unwrap();
-    let _ = child.wait();
+    let [first, _] = first_seed_events(&home2);
     assert_eq!(
         (&first["event"], &first["complete"]),
         (&"serving".into(), &true.into()),

@@ -153,28 +153,20 @@ impl Home {
 
 /// Waits (at most 30 s) until the store has none of `hashes`.
 async fn wait_until_gone(store: &PeasStore, hashes: &[ContentHash]) -> Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let mut left = None;
-        for &h in hashes {
-            if !matches!(
-                store.status(h).await?,
-                iroh_blobs::api::blobs::BlobStatus::NotFound
-            ) {
-                left = Some(h);
-                break;
+    use iroh_blobs::api::blobs::BlobStatus;
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for &h in hashes {
+        while !matches!(store.status(h).await?, BlobStatus::NotFound) {
+            if Instant::now() > deadline {
+                return Err(StoreError::Blobs(format!(
+                    "blob {h} was not deleted within 30 s"
+                )));
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let Some(h) = left else {
-            return Ok(());
-        };
-        if std::time::Instant::now() > deadline {
-            return Err(StoreError::Blobs(format!(
-                "blob {h} was not deleted within 30 s"
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

@@ -110,16 +110,15 @@ async fn run_inner(global: &GlobalArgs, args: &InstallArgs) -> CmdResult {
         }
     }
     let home = open_home(global).await?;
-    let res = match args.no_space_check {
-        true => Ok(()),
-        false => check_space(&home, &m, &args.output, &out_dir).await,
-    };
-    let res = match res {
-        Ok(()) => install(&home, args, &m)
+    let res = async {
+        if !args.no_space_check {
+            check_space(&home, &m, &args.output, &out_dir).await?;
+        }
+        install(&home, args, &m)
             .await
-            .map_err(|e| full_disk_hint(e, &[home.dir(), &out_dir])),
-        Err(e) => Err(e),
-    };
+            .map_err(|e| full_disk_hint(e, &[home.dir(), &out_dir]))
+    }
+    .await;
     let shutdown = home.shutdown().await;
     let code = res?;
     shutdown.context("cannot flush the store")?;

@@ -8,7 +8,7 @@ use peas_proto::ContentHash;
 use peas_store::Home;
 use serde_json::json;
 
-use super::{CmdError, CmdResult, load_manifest, open_home};
+use super::{CmdError, CmdResult, load_manifest};
 use crate::GlobalArgs;
 use crate::size::format_size;
 
@@ -40,8 +40,8 @@ pub async fn run(global: &GlobalArgs, args: RemoveArgs) -> CmdResult {
     if !dir.is_dir() {
         return Err(anyhow::anyhow!("no peas home at {}", dir.display()).into());
     }
-    let home = open_home(global).await?;
-    let before = dir_bytes(home.dir());
+    let home = Home::open(&dir).await.map_err(anyhow::Error::from)?;
+    let before = dir_bytes(&dir);
     let known = home.remove(&hashes).await.map_err(anyhow::Error::from)?;
     let freed = before.saturating_sub(dir_bytes(&dir));
     let unknown: Vec<ContentHash> = hashes
