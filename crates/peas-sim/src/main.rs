@@ -118,6 +118,11 @@ struct Args {
     /// Also re-share around nodes that gained capacity (closer to max-min, slower).
     #[arg(long)]
     two_rounds: bool,
+    /// Experiment towards a parallel event loop: transfers between odd and even nodes get
+    /// their rates only at the end of each window of this many microseconds (1 to the
+    /// latency).
+    #[arg(long)]
+    window_us: Option<u64>,
     /// Peers a node dials when it joins.
     #[arg(long, default_value_t = 16)]
     initial_peers: usize,
@@ -146,6 +151,15 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if let Some(w) = args.window_us
+        && (w == 0 || w as f64 > args.latency_ms * 1000.0)
+    {
+        eprintln!(
+            "peas-sim: --window-us {w} is not between 1 and the latency ({} µs)",
+            args.latency_ms * 1000.0
+        );
+        return ExitCode::from(2);
+    }
     let mut cfg = SimConfig {
         nodes: args.nodes,
         size: args.size,
@@ -169,6 +183,7 @@ fn main() -> ExitCode {
         .map(Duration::from_secs_f64);
     cfg.log_node = args.log_node;
     cfg.second_round = args.two_rounds;
+    cfg.window = args.window_us.map(Duration::from_micros);
     cfg.initial_peers = args.initial_peers;
     cfg.announcement_thread = args.threads == 2;
     if let Some(r) = args.request_size {
