@@ -509,9 +509,6 @@ struct Side {
     cap: f64,
     /// Sum of the rates of the side's transfers, kept up to date with every rate change.
     used: f64,
-    /// Part of `used` still held by transfers between the halves that ended at their other
-    /// end in this window ([`SimConfig::window`]), released at the window's end.
-    held: f64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -604,16 +601,27 @@ pub struct Sim {
     /// Sides to re-share at the window's end: those whose transfers between the halves were
     /// held fixed while something around them changed.
     win_dirty: Vec<u32>,
-    /// Sides with a [`Side::held`] part.
-    held_sides: Vec<u32>,
+    /// Transfers between the halves started in this window, listed at their receivers at
+    /// its end.
+    win_adds: Vec<u32>,
+    /// Transfers between the halves ended at their senders in this window, taken off their
+    /// receivers' sides (side, transfer, rate) at its end.
+    win_unlists: Vec<(u32, u32, f64)>,
+    /// Their ids, freed at the window's end (until then the receiver's half lists them).
+    win_free: Vec<u32>,
+    /// With a window: free transfer ids of each half (a transfer's id is even when its
+    /// sender is), and how many each half has numbered.
+    free_half: [Vec<u32>; 2],
+    flows_made: [u32; 2],
+    /// Running a window's end (what touches both halves happens at once).
+    in_barrier: bool,
     /// Set while re-sharing at a window's end (transfers between the halves included).
     window_flush: bool,
     /// Both sides of each transfer between the halves started in this window, side by
     /// side (re-shared together: apart, each end would find the other full).
     win_pairs: Vec<u32>,
-    /// Transfers between the halves started in this window, made known to their receivers
-    /// at its end.
-    win_links: Vec<u32>,
+    /// Per node: events it made (with a window, see [`Sim::next_seq`]).
+    made: Vec<u64>,
     /// Nodes that joined in this window, connected at its end (connecting touches both
     /// ends).
     win_joins: Vec<u32>,
@@ -717,13 +725,8 @@ impl Sim {
             sides.push(Side {
                 cap: down,
                 used: 0.0,
-                held: 0.0,
             });
-            sides.push(Side {
-                cap: up,
-                used: 0.0,
-                held: 0.0,
-            });
+            sides.push(Side { cap: up, used: 0.0 });
             slots.push(Mutex::new(Slot {
                 planner,
                 seen: Vec::new(),
@@ -798,10 +801,15 @@ impl Sim {
             win: 0,
             win_end: 0,
             win_dirty: Vec::new(),
-            held_sides: Vec::new(),
+            win_adds: Vec::new(),
+            win_unlists: Vec::new(),
+            win_free: Vec::new(),
+            free_half: [Vec::new(), Vec::new()],
+            flows_made: [0, 0],
+            in_barrier: false,
             window_flush: false,
             win_pairs: Vec::new(),
-            win_links: Vec::new(),
+            made: vec![0; total],
             win_joins: Vec::new(),
             win_drops: Vec::new(),
         };
@@ -823,14 +831,30 @@ impl Sim {
         }
         for i in joins {
             let t = sim.nodes[i as usize].join_at;
-            sim.push(t, Ev::Join { node: i });
+            sim.push(i, t, Ev::Join { node: i });
         }
         sim
     }
 
-    fn push(&mut self, t: Ns, ev: Ev) {
-        self.seq += 1;
-        self.heap.push(t, self.seq, ev);
+    /// Queues `ev` at `t`, made by node `by` (see [`Sim::next_seq`]).
+    fn push(&mut self, by: u32, t: Ns, ev: Ev) {
+        let seq = self.next_seq(by);
+        self.heap.push(t, seq, ev);
+    }
+
+    /// The sequence number of an event made by node `by` (ties in time go by it). Without a
+    /// window, one count over the whole run; with one, the node and its own count, which
+    /// each half can compute alone and which orders a half's events the same whatever the
+    /// other half does.
+    fn next_seq(&mut self, by: u32) -> u64 {
+        if self.win == 0 {
+            self.seq += 1;
+            self.seq
+        } else {
+            let c = &mut self.made[by as usize];
+            *c += 1;
+            (u64::from(by) << 40) | *c
+        }
     }
 
     /// Upload capacity of `node`, bytes/s.
@@ -870,9 +894,10 @@ impl Sim {
                 // The end of a window comes before the events at that instant.
                 let next = self.heap.peek_time();
                 let pending = !self.win_dirty.is_empty()
-                    || !self.held_sides.is_empty()
+                    || !self.win_adds.is_empty()
+                    || !self.win_unlists.is_empty()
+                    || !self.win_free.is_empty()
                     || !self.win_pairs.is_empty()
-                    || !self.win_links.is_empty()
                     || !self.win_joins.is_empty()
                     || !self.win_drops.is_empty()
                     || (self.origin_left && !self.left[ORIGIN as usize]);
@@ -1184,8 +1209,8 @@ impl Sim {
                             .now
                             .saturating_add(((remaining / x.rate) * 1e9).ceil().max(1.0) as Ns);
                         x.sched = t;
-                        let ver = x.ver;
-                        self.push(t, Ev::FlowEnd { flow, ver });
+                        let (ver, src) = (x.ver, x.src);
+                        self.push(src, t, Ev::FlowEnd { flow, ver });
                     }
                 }
             }
@@ -1455,7 +1480,7 @@ impl Sim {
             return;
         }
         if self.left[src as usize] || !self.nodes[src as usize].peers.contains(&dst) {
-            self.push(self.now + self.lat, Ev::Refused { dst, req });
+            self.push(src, self.now + self.lat, Ev::Refused { dst, req });
             return;
         }
         let now = dur(self.now);
@@ -1566,7 +1591,7 @@ impl Sim {
             n.timer_ver = n.timer_ver.wrapping_add(1);
             let ver = n.timer_ver;
             if let Some(t) = want {
-                self.push(t, Ev::Timer { node, ver });
+                self.push(node, t, Ev::Timer { node, ver });
             }
         }
         self.passive[node as usize] = !self.left[node as usize] && !acts;
@@ -1697,6 +1722,7 @@ impl Sim {
                     },
                 );
                 self.push(
+                    node,
                     now + lat,
                     Ev::ReqArrive {
                         src: peer,
@@ -1720,6 +1746,7 @@ impl Sim {
                     // ReqArrive finds it gone.
                     if r.arrived || self.win > 0 {
                         self.push(
+                            node,
                             now + lat,
                             Ev::CancelArrive {
                                 src: r.peer,
@@ -1746,16 +1773,17 @@ impl Sim {
                     len
                 };
                 let f = self.start_flow(node, dst, req, id.0, total, liar);
-                if self.crosses(node, dst) {
-                    // The receiver learns of it at the window's end.
-                    self.win_links.push(f);
-                } else if let Some(r) = self.nodes[dst as usize].reqs.get_mut(&req) {
+                // A receiver cannot end a transfer from the other half: it is not told which
+                // serves its request.
+                if !self.crosses(node, dst)
+                    && let Some(r) = self.nodes[dst as usize].reqs.get_mut(&req)
+                {
                     r.flow = Some(f);
                 }
             }
             Action::RefuseUpload { id } => {
                 if let Some((dst, req, _)) = self.nodes[node as usize].ups.remove(&id.0) {
-                    self.push(now + lat, Ev::Refused { dst, req });
+                    self.push(node, now + lat, Ev::Refused { dst, req });
                 }
             }
             Action::Ban { peer } | Action::Disconnect { peer } => {
@@ -1770,6 +1798,7 @@ impl Sim {
             }
             Action::Offer { peer } => {
                 self.push(
+                    node,
                     now + lat,
                     Ev::Offer {
                         from: node,
@@ -1796,6 +1825,7 @@ impl Sim {
                     }
                 }
                 self.push(
+                    node,
                     now + lat,
                     Ev::Have {
                         from: node,
@@ -1840,6 +1870,25 @@ impl Sim {
     fn window_end(&mut self) {
         // Before every event at this instant.
         self.cur_seq = 0;
+        self.in_barrier = true;
+        // What one half did to the other's side of transfers between them.
+        for f in std::mem::take(&mut self.win_adds) {
+            let x = &self.flows[f as usize];
+            if x.alive {
+                let dst = x.dst;
+                self.nics[dst as usize].down_flows.push(f);
+            }
+        }
+        for (k, f, rate) in std::mem::take(&mut self.win_unlists) {
+            let n = &mut self.nics[(k / 2) as usize];
+            let x = &mut self.sides[k as usize];
+            remove_flow(&mut n.down_flows, &mut x.used, f, rate);
+            self.win_dirty.push(k);
+        }
+        for f in std::mem::take(&mut self.win_free) {
+            self.free_half[(f & 1) as usize].push(f);
+        }
+        // What touches both halves.
         for node in std::mem::take(&mut self.win_joins) {
             self.join(node);
         }
@@ -1850,26 +1899,8 @@ impl Sim {
         if self.origin_left && !self.left[ORIGIN as usize] {
             self.leave(ORIGIN);
         }
-        for f in std::mem::take(&mut self.win_links) {
-            let x = &self.flows[f as usize];
-            if x.alive
-                && let Some(r) = self.nodes[x.dst as usize].reqs.get_mut(&x.req)
-                && r.peer == x.src
-            {
-                r.flow = Some(f);
-            }
-        }
         if !self.dirty.is_empty() {
             self.flush_dirty();
-        }
-        for k in std::mem::take(&mut self.held_sides) {
-            let k = k as usize;
-            let x = &mut self.sides[k];
-            x.used -= x.held;
-            x.held = 0.0;
-            if self.side_flows(k as u32).is_empty() {
-                self.sides[k].used = 0.0;
-            }
         }
         let mut d = std::mem::take(&mut self.win_dirty);
         d.sort_unstable();
@@ -1885,6 +1916,7 @@ impl Sim {
         self.window_flush = false;
         d.clear();
         self.win_dirty = d;
+        self.in_barrier = false;
     }
 
     fn start_flow(
@@ -1896,10 +1928,23 @@ impl Sim {
         total: f64,
         bad: bool,
     ) -> u32 {
-        let id = self.free_flows.pop().unwrap_or_else(|| {
-            self.flows.push(Flow::default());
-            (self.flows.len() - 1) as u32
-        });
+        let id = if self.win == 0 {
+            self.free_flows.pop().unwrap_or_else(|| {
+                self.flows.push(Flow::default());
+                (self.flows.len() - 1) as u32
+            })
+        } else {
+            // Ids by the sender's half: each half could number its transfers alone.
+            let h = (src & 1) as usize;
+            self.free_half[h].pop().unwrap_or_else(|| {
+                let id = 2 * self.flows_made[h] + h as u32;
+                self.flows_made[h] += 1;
+                if self.flows.len() <= id as usize {
+                    self.flows.resize(id as usize + 1, Flow::default());
+                }
+                id
+            })
+        };
         let ver = self.flows[id as usize].ver.wrapping_add(1);
         self.flows[id as usize] = Flow {
             alive: true,
@@ -1918,11 +1963,13 @@ impl Sim {
             report_at: Ns::MAX,
         };
         self.nics[src as usize].up_flows.push(id);
-        self.nics[dst as usize].down_flows.push(id);
         if self.crosses(src, dst) {
+            // The receiver's half lists it at the window's end.
+            self.win_adds.push(id);
             self.win_pairs.push(side(src, true));
             self.win_pairs.push(side(dst, false));
         } else {
+            self.nics[dst as usize].down_flows.push(id);
             self.dirty.push(side(src, true));
             self.dirty.push(side(dst, false));
         }
@@ -2003,32 +2050,34 @@ impl Sim {
         }
         let rate = fl.rate;
         self.flows[f as usize].rate = 0.0;
-        let cross = self.crosses(src, dst);
-        let (hold_up, hold_down) = (cross && at != src, cross && at != dst);
-        let up = &mut self.sides[side(src, true) as usize];
-        remove_flow(&mut self.nics[src as usize].up_flows, up, f, rate, hold_up);
-        let down = &mut self.sides[side(dst, false) as usize];
-        remove_flow(
-            &mut self.nics[dst as usize].down_flows,
-            down,
-            f,
-            rate,
-            hold_down,
+        // Within a window, a transfer between the halves ends at its sender (a receiver
+        // does not end one): its receiver's side learns of it at the window's end.
+        let defer = self.crosses(src, dst) && !self.in_barrier;
+        debug_assert!(
+            !defer || at == src,
+            "a receiver ended a transfer from the other half"
         );
-        if let Some(r) = self.nodes[dst as usize]
-            .reqs
-            .get_mut(&self.flows[f as usize].req)
-            && r.flow == Some(f)
-        {
-            r.flow = None;
-        }
-        self.free_flows.push(f);
-        for (s, hold) in [(side(src, true), hold_up), (side(dst, false), hold_down)] {
-            if hold {
-                self.held_sides.push(s);
-                self.win_dirty.push(s);
+        let up = &mut self.sides[side(src, true) as usize].used;
+        remove_flow(&mut self.nics[src as usize].up_flows, up, f, rate);
+        self.dirty.push(side(src, true));
+        if defer {
+            self.win_unlists.push((side(dst, false), f, rate));
+            self.win_free.push(f);
+        } else {
+            let down = &mut self.sides[side(dst, false) as usize].used;
+            remove_flow(&mut self.nics[dst as usize].down_flows, down, f, rate);
+            self.dirty.push(side(dst, false));
+            if let Some(r) = self.nodes[dst as usize]
+                .reqs
+                .get_mut(&self.flows[f as usize].req)
+                && r.flow == Some(f)
+            {
+                r.flow = None;
+            }
+            if self.win == 0 {
+                self.free_flows.push(f);
             } else {
-                self.dirty.push(s);
+                self.free_half[(f & 1) as usize].push(f);
             }
         }
     }
@@ -2044,7 +2093,7 @@ impl Sim {
         self.planner_mut(src)
             .handle_upload_done(now, UploadId(upload));
         self.drain(src);
-        self.push(self.now + self.lat, Ev::DataDone { dst, req, bad });
+        self.push(src, self.now + self.lat, Ev::DataDone { dst, req, bad });
     }
 
     /// Re-shares capacities after the transfers on `changed` sides (`node * 2 + is_up`: a
@@ -2240,12 +2289,12 @@ impl Sim {
                 let step = (PROGRESS_STEP as f64 - x.done).max(0.0);
                 let t = now + self.lat + ((step / new) * 1e9).ceil() as Ns;
                 x.report_at = t;
-                let (dst, req) = (x.dst, x.req);
+                let (src, dst, req) = (x.src, x.dst, x.req);
                 // Numbered as the event it stands for.
-                self.seq += 1;
+                let seq = self.next_seq(src);
                 self.nodes[dst as usize].reports.push(Report {
                     at: t,
-                    seq: self.seq,
+                    seq,
                     flow: f,
                     req,
                 });
@@ -2258,8 +2307,8 @@ impl Sim {
                 if t < x.sched {
                     x.ver = x.ver.wrapping_add(1);
                     x.sched = t;
-                    let ver = x.ver;
-                    self.push(t, Ev::FlowEnd { flow: f, ver });
+                    let (ver, src) = (x.ver, x.src);
+                    self.push(src, t, Ev::FlowEnd { flow: f, ver });
                 }
             }
         }
@@ -2302,18 +2351,10 @@ fn side(node: u32, up: bool) -> u32 {
 }
 
 /// Takes transfer `f` (at `rate`) off one side of a node: its list and its rate sum (reset to
-/// exactly what is held when no transfer is left, so rounding errors do not pile up); with
-/// `hold`, its rate stays in the sum as [`Side::held`] until the window's end.
-fn remove_flow(flows: &mut Vec<u32>, side: &mut Side, f: u32, rate: f64, hold: bool) {
+/// exactly 0 when no transfer is left, so rounding errors do not pile up).
+fn remove_flow(flows: &mut Vec<u32>, used: &mut f64, f: u32, rate: f64) {
     flows.retain(|x| *x != f);
-    if hold {
-        side.held += rate;
-    } else {
-        side.used -= rate;
-    }
-    if flows.is_empty() {
-        side.used = side.held;
-    }
+    *used = if flows.is_empty() { 0.0 } else { *used - rate };
 }
 
 fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {

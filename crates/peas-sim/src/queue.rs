@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 /// A pending item: (time, sequence, payload).
 type Item<T> = (u64, u64, T);
 
-/// Pending items ordered by `(time, seq)`; `seq` must grow with every push.
+/// Pending items ordered by `(time, seq)`; `seq` must be unique (pushes in growing `seq`
+/// order are the fast path).
 pub(crate) struct EventQueue<T> {
     /// Time of the last popped item (every pending item is at or after it).
     last: u64,
@@ -39,7 +40,12 @@ impl<T> EventQueue<T> {
         let t = t.max(self.last);
         let b = self.bucket_of(t);
         if b == 0 {
-            self.now.push_back((t, seq, item));
+            if self.now.back().is_none_or(|x| x.1 < seq) {
+                self.now.push_back((t, seq, item));
+            } else {
+                let i = self.now.partition_point(|x| x.1 < seq);
+                self.now.insert(i, (t, seq, item));
+            }
         } else {
             let (v, min) = &mut self.buckets[b];
             v.push((t, seq, item));
@@ -122,9 +128,11 @@ mod tests {
                         2 => rnd() % 100_000,
                         _ => rnd() % 10_000_000_000,
                     };
+                // Unique, and not growing with every push.
                 seq += 1;
-                q.push(t, seq, seq);
-                h.push(Reverse((t, seq)));
+                let key = (rnd() % 64) << 40 | seq;
+                q.push(t, key, key);
+                h.push(Reverse((t, key)));
             }
             assert_eq!(q.peek_time(), h.peek().map(|Reverse((t, _))| *t));
             let a = q.pop().map(|(t, s, _)| (t, s));
