@@ -250,10 +250,11 @@ enum Ev {
         flow: u32,
         ver: u32,
     },
+    /// The last byte of request `req` reaches `dst`; `bad` bytes of it were bad (a liar's).
     DataDone {
         dst: u32,
         req: u64,
-        bad: bool,
+        bad: u32,
     },
     /// `dst` cancelled its request `req`: the cancel arrives at the uploader `src`.
     CancelArrive {
@@ -531,6 +532,10 @@ struct Flow {
     last: Ns,
     /// Time of the FlowEnd event pending for this flow (`Ns::MAX`: none).
     sched: Ns,
+    /// Bytes done at `snap_at`, the last change of rate: what the receiver's half reads of
+    /// a transfer from the other half ([`SimConfig::window`]).
+    snap_done: f64,
+    snap_at: Ns,
     req: u64,
     upload: u64,
 }
@@ -564,8 +569,10 @@ pub struct Sim {
     copies: Vec<u32>,
     uncovered: u32,
     origin_egress: f64,
-    liar_bytes_after_bad: f64,
-    wasted: f64,
+    /// By half (receiver's with a window; without, all in the first).
+    liar_bytes_after_bad: [f64; 2],
+    /// By the transfer's sender's half (without a window, all in the first).
+    wasted: [f64; 2],
     requests: u64,
     events: u64,
     honest_left_to_complete: usize,
@@ -615,6 +622,9 @@ pub struct Sim {
     flows_made: [u32; 2],
     /// Running a window's end (what touches both halves happens at once).
     in_barrier: bool,
+    /// With a window, the half (0 or 1) whose state the event being handled may touch, or
+    /// [`ANY_HALF`] (a window's end, re-sharing between events, setting up).
+    acting: u8,
     /// Set while re-sharing at a window's end (transfers between the halves included).
     window_flush: bool,
     /// Both sides of each transfer between the halves started in this window, side by
@@ -630,6 +640,9 @@ pub struct Sim {
 }
 
 const ORIGIN: u32 = 0;
+
+/// See [`Sim::acting`].
+const ANY_HALF: u8 = 2;
 
 /// No announcement arrived for the node since its planner was last called.
 const UNSEEN_NONE: u8 = 0;
@@ -778,8 +791,8 @@ impl Sim {
             copies: vec![0; n_parts],
             uncovered: n_parts as u32,
             origin_egress: 0.0,
-            liar_bytes_after_bad: 0.0,
-            wasted: 0.0,
+            liar_bytes_after_bad: [0.0; 2],
+            wasted: [0.0; 2],
             requests: 0,
             events: 0,
             honest_left_to_complete: honest,
@@ -807,6 +820,7 @@ impl Sim {
             free_half: [Vec::new(), Vec::new()],
             flows_made: [0, 0],
             in_barrier: false,
+            acting: ANY_HALF,
             window_flush: false,
             win_pairs: Vec::new(),
             made: vec![0; total],
@@ -838,6 +852,7 @@ impl Sim {
 
     /// Queues `ev` at `t`, made by node `by` (see [`Sim::next_seq`]).
     fn push(&mut self, by: u32, t: Ns, ev: Ev) {
+        debug_assert!(self.owns(by), "node {by} acted from the other half");
         let seq = self.next_seq(by);
         self.heap.push(t, seq, ev);
     }
@@ -885,7 +900,9 @@ impl Sim {
             let shared = Arc::clone(&self.shared);
             std::thread::spawn(move || take_in_background(&shared))
         });
-        while self.honest_left_to_complete > 0 {
+        // With a window the run ends at the end of the window in which the last node
+        // completed (a half learns that only there).
+        while self.win > 0 || self.honest_left_to_complete > 0 {
             if !self.dirty.is_empty() && self.heap.peek_time().is_none_or(|t| t > self.now) {
                 self.flush_dirty();
                 continue;
@@ -893,6 +910,10 @@ impl Sim {
             if self.win > 0 {
                 // The end of a window comes before the events at that instant.
                 let next = self.heap.peek_time();
+                if next.is_none_or(|t| t >= self.win_end) && self.honest_left_to_complete == 0 {
+                    self.now = self.win_end;
+                    break;
+                }
                 let pending = !self.win_dirty.is_empty()
                     || !self.win_adds.is_empty()
                     || !self.win_unlists.is_empty()
@@ -971,8 +992,10 @@ impl Sim {
             origin_egress_bytes: self.origin_egress.round() as u64,
             completed_nodes: done.len(),
             honest_nodes: honest.len(),
-            bytes_accepted_from_liars_after_first_bad: self.liar_bytes_after_bad.round() as u64,
-            wasted_bytes: self.wasted.round() as u64,
+            bytes_accepted_from_liars_after_first_bad: (self.liar_bytes_after_bad[0]
+                + self.liar_bytes_after_bad[1])
+                .round() as u64,
+            wasted_bytes: (self.wasted[0] + self.wasted[1]).round() as u64,
             requests: self.requests,
             events: self.events,
             events_by_kind: self.events_by_kind,
@@ -1175,6 +1198,23 @@ impl Sim {
             Ev::Timer { .. } => 8,
         };
         self.events_by_kind[k] += 1;
+        if self.win > 0 {
+            // The half whose state this event may touch (checked in debug builds).
+            self.acting = match ev {
+                Ev::Join { node } | Ev::Timer { node, .. } => (node & 1) as u8,
+                Ev::ReqArrive { src, .. } | Ev::CancelArrive { src, .. } => (src & 1) as u8,
+                Ev::Refused { dst, .. } | Ev::DataDone { dst, .. } => (dst & 1) as u8,
+                Ev::FlowEnd { flow, .. } => (flow & 1) as u8,
+                Ev::Offer { to, .. } => (to & 1) as u8,
+                // Its receivers are in both halves: set for each below.
+                Ev::Have { .. } => ANY_HALF,
+            };
+        }
+        self.handle_in_half(ev);
+        self.acting = ANY_HALF;
+    }
+
+    fn handle_in_half(&mut self, ev: Ev) {
         match ev {
             Ev::Join { node } if self.win > 0 => self.win_joins.push(node),
             Ev::Join { node } => self.join(node),
@@ -1220,7 +1260,18 @@ impl Sim {
                 }
                 if let Some(r) = self.nodes[dst as usize].reqs.remove(&req) {
                     let now = dur(self.now);
-                    if bad {
+                    // With a window the receiver counts a liar's bytes it takes in (without,
+                    // the transfer does, as they flow).
+                    if self.win > 0
+                        && bad > 0
+                        && self.nodes[dst as usize]
+                            .bad_from
+                            .get(&r.peer)
+                            .is_some_and(|&t| t < self.now)
+                    {
+                        self.liar_bytes_after_bad[(dst & 1) as usize] += f64::from(bad);
+                    }
+                    if bad > 0 {
                         // The node learns here that this peer lies (a request it cancelled
                         // while the bad data was in flight taught it nothing).
                         let t = self.now;
@@ -1288,6 +1339,9 @@ impl Sim {
                     self.shared.ready.store(true, Ordering::Release);
                 }
                 for &node in &peers {
+                    if self.win > 0 {
+                        self.acting = (node & 1) as u8;
+                    }
                     if self.cfg.log_node == Some(node) {
                         eprintln!(
                             "{:.4} n{node} <- Have {part} from {from}",
@@ -1457,16 +1511,24 @@ impl Sim {
 
     /// Reports verified progress of `node`'s active downloads to its planner.
     fn report_progress(&mut self, node: u32) {
+        debug_assert!(self.owns(node), "node {node} read from the other half");
         let now = self.now;
         // Neither call below adds or removes transfers.
         for k in 0..self.nics[node as usize].down_flows.len() {
             let f = self.nics[node as usize].down_flows[k];
-            self.advance_flow(f, now);
+            let done = if self.from_other_half(f, node) {
+                // Read, not advanced: the sender's half owns it. Its rate holds since `snap_at`.
+                let fl = &self.flows[f as usize];
+                (fl.snap_done + fl.rate * (now - fl.snap_at) as f64 / 1e9).min(fl.total)
+            } else {
+                self.advance_flow(f, now);
+                self.flows[f as usize].done
+            };
             let fl = &self.flows[f as usize];
             if fl.bad {
                 continue;
             }
-            let received = (fl.done as u64 / CHUNK_GROUP) * CHUNK_GROUP;
+            let received = (done as u64 / CHUNK_GROUP) * CHUNK_GROUP;
             let req = fl.req;
             self.planner_mut(node)
                 .handle_request_progress(dur(now), RequestId(req), received);
@@ -1614,6 +1676,7 @@ impl Sim {
 
     /// [`Sim::planner_mut`] (`catch_up`) or [`Sim::planner_keep_held`].
     fn planner_with(&mut self, node: u32, catch_up: bool) -> PlannerRef<'_> {
+        debug_assert!(self.owns(node), "planner {node} called from the other half");
         let x = node as usize;
         let mut due = std::mem::take(&mut self.due_scratch);
         if !self.nodes[x].reports.is_empty() {
@@ -1675,7 +1738,9 @@ impl Sim {
         });
         due.sort_unstable_by_key(|r| (r.at, r.seq));
         for r in due.iter() {
-            if r.flow != u32::MAX {
+            // (A transfer from the other half is not stopped at its report: the sender's half
+            // owns it.)
+            if r.flow != u32::MAX && !self.from_other_half(r.flow, node) {
                 self.advance_flow(r.flow, r.at);
                 self.flows[r.flow as usize].report_at = Ns::MAX;
             }
@@ -1848,6 +1913,18 @@ impl Sim {
     // ----------------------------------------------------------------------------------------
     // Fluid transfers
 
+    /// Whether the event being handled may touch `node`'s state ([`Sim::acting`]): the check
+    /// that a window's events in one half could run beside the other half's.
+    fn owns(&self, node: u32) -> bool {
+        self.acting == ANY_HALF || u32::from(self.acting) == node & 1
+    }
+
+    /// Whether transfer `f` comes into `node` from the other half (its id is even when its
+    /// sender is; [`SimConfig::window`]).
+    fn from_other_half(&self, f: u32, node: u32) -> bool {
+        self.win > 0 && (f ^ node) & 1 == 1
+    }
+
     /// Whether a transfer between `a` and `b` crosses the halves ([`SimConfig::window`]).
     fn crosses(&self, a: u32, b: u32) -> bool {
         self.win > 0 && (a ^ b) & 1 == 1
@@ -1961,6 +2038,8 @@ impl Sim {
             sched: Ns::MAX,
             progress: false,
             report_at: Ns::MAX,
+            snap_done: 0.0,
+            snap_at: self.now,
         };
         self.nics[src as usize].up_flows.push(id);
         if self.crosses(src, dst) {
@@ -1987,6 +2066,10 @@ impl Sim {
     }
 
     fn advance_flow_to(&mut self, f: u32, now: Ns) {
+        debug_assert!(
+            self.owns(self.flows[f as usize].src),
+            "transfer {f} advanced from its receiver's half"
+        );
         let fl = &mut self.flows[f as usize];
         if now <= fl.last {
             return;
@@ -2000,15 +2083,15 @@ impl Sim {
             self.origin_egress += add;
         }
         // A liar's transfers, and only those, carry bad data; the receiver takes in bytes of
-        // requests it still has (with a window, a transfer from the other half runs on for a
-        // while after its request was cancelled, into a receiver that drops them).
+        // requests it still has. (With a window the receiver counts them, see `DataDone`.)
         let req = fl.req;
         let dst_node = &self.nodes[dst as usize];
-        if bad
+        if self.win == 0
+            && bad
             && dst_node.bad_from.get(&src).is_some_and(|&t| t < now)
             && dst_node.reqs.contains_key(&req)
         {
-            self.liar_bytes_after_bad += add;
+            self.liar_bytes_after_bad[0] += add;
         }
     }
 
@@ -2046,13 +2129,15 @@ impl Sim {
             } else {
                 (done / CHUNK_GROUP as f64).floor() * CHUNK_GROUP as f64
             };
-            self.wasted += done - kept;
+            let h = if self.win == 0 { 0 } else { (f & 1) as usize };
+            self.wasted[h] += done - kept;
         }
         let rate = fl.rate;
         self.flows[f as usize].rate = 0.0;
         // Within a window, a transfer between the halves ends at its sender (a receiver
         // does not end one): its receiver's side learns of it at the window's end.
         let defer = self.crosses(src, dst) && !self.in_barrier;
+        debug_assert!(self.owns(at), "transfer {f} ended from the other half");
         debug_assert!(
             !defer || at == src,
             "a receiver ended a transfer from the other half"
@@ -2093,6 +2178,7 @@ impl Sim {
         self.planner_mut(src)
             .handle_upload_done(now, UploadId(upload));
         self.drain(src);
+        let bad = if bad { fl.total as u32 } else { 0 };
         self.push(src, self.now + self.lat, Ev::DataDone { dst, req, bad });
     }
 
@@ -2278,6 +2364,8 @@ impl Sim {
             self.advance_flow(f, now);
             let x = &mut self.flows[f as usize];
             x.rate = new;
+            x.snap_done = x.done;
+            x.snap_at = now;
             let (src, dst) = (x.src, x.dst);
             self.sides[side(src, true) as usize].used += new - old;
             self.sides[side(dst, false) as usize].used += new - old;
@@ -2288,7 +2376,9 @@ impl Sim {
                 x.progress = true;
                 let step = (PROGRESS_STEP as f64 - x.done).max(0.0);
                 let t = now + self.lat + ((step / new) * 1e9).ceil() as Ns;
-                x.report_at = t;
+                if !(self.win > 0 && (x.src ^ x.dst) & 1 == 1) {
+                    x.report_at = t;
+                }
                 let (src, dst, req) = (x.src, x.dst, x.req);
                 // Numbered as the event it stands for.
                 let seq = self.next_seq(src);
