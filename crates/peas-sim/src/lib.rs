@@ -1516,7 +1516,7 @@ impl Sim {
         // Neither call below adds or removes transfers.
         for k in 0..self.nics[node as usize].down_flows.len() {
             let f = self.nics[node as usize].down_flows[k];
-            let done = if self.from_other_half(f, node) {
+            let done = if self.comes_from_other_half(f, node) {
                 // Read, not advanced: the sender's half owns it. Its rate holds since `snap_at`.
                 let fl = &self.flows[f as usize];
                 (fl.snap_done + fl.rate * (now - fl.snap_at) as f64 / 1e9).min(fl.total)
@@ -1740,7 +1740,7 @@ impl Sim {
         for r in due.iter() {
             // (A transfer from the other half is not stopped at its report: the sender's half
             // owns it.)
-            if r.flow != u32::MAX && !self.from_other_half(r.flow, node) {
+            if r.flow != u32::MAX && !self.comes_from_other_half(r.flow, node) {
                 self.advance_flow(r.flow, r.at);
                 self.flows[r.flow as usize].report_at = Ns::MAX;
             }
@@ -1921,7 +1921,7 @@ impl Sim {
 
     /// Whether transfer `f` comes into `node` from the other half (its id is even when its
     /// sender is; [`SimConfig::window`]).
-    fn from_other_half(&self, f: u32, node: u32) -> bool {
+    fn comes_from_other_half(&self, f: u32, node: u32) -> bool {
         self.win > 0 && (f ^ node) & 1 == 1
     }
 
