@@ -582,6 +582,12 @@ fn install_checks_free_space_before_downloading() {
     assert!(!out.exists());
 }
 
+/// `peas create FILE -o OUT --copy` in `home`.
+fn create_copy(home: &Path, file: &Path, out: &Path) -> Output {
+    let (file, out) = (file.to_str().unwrap(), out.to_str().unwrap());
+    peas(home, &["create", file, "-o", out, "--copy"])
+}
+
 /// Starts `peas seed --json` on `home`, reads its first two JSON lines, and stops it.
 fn first_seed_events(home: &Path) -> [serde_json::Value; 2] {
     use std::io::{BufRead, BufReader};
@@ -625,16 +631,7 @@ fn seed_refuses_content_whose_file_changed_since_create() {
     // With --copy the store keeps its own copy: the file may change.
     let home2 = f.dir.join("home-copy");
     let out = f.dir.join("copy.peas");
-    let o = peas(
-        &home2,
-        &[
-            "create",
-            f.file.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--copy",
-        ],
-    );
+    let o = create_copy(&home2, &f.file, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::write(&f.file, &f.data).unwrap();
     let [first, _] = first_seed_events(&home2);
@@ -678,16 +675,7 @@ fn remove_reclaims_installed_content_and_names_unknown_content() {
     let hash = blake3::hash(&f.data).to_hex().to_string();
     // A copy in the store (as an install leaves it).
     let home2 = f.dir.join("home2");
-    let o = peas(
-        &home2,
-        &[
-            "create",
-            f.file.to_str().unwrap(),
-            "-o",
-            f.dir.join("c.peas").to_str().unwrap(),
-            "--copy",
-        ],
-    );
+    let o = create_copy(&home2, &f.file, &f.dir.join("c.peas"));
     assert!(o.status.success(), "{}", stderr(&o));
     let v = json(&peas(&home2, &["remove", "--json", &hash]));
     assert_eq!(v["removed"][0], hash.as_str());

@@ -914,14 +914,7 @@ impl Sim {
                     self.now = self.win_end;
                     break;
                 }
-                let pending = !self.win_dirty.is_empty()
-                    || !self.win_adds.is_empty()
-                    || !self.win_unlists.is_empty()
-                    || !self.win_free.is_empty()
-                    || !self.win_pairs.is_empty()
-                    || !self.win_joins.is_empty()
-                    || !self.win_drops.is_empty()
-                    || (self.origin_left && !self.left[ORIGIN as usize]);
+                let pending = self.window_end_has_work();
                 if next.is_none_or(|t| t >= self.win_end) && (pending || next.is_some()) {
                     if pending {
                         self.now = self.win_end;
@@ -1930,6 +1923,18 @@ impl Sim {
         self.win > 0 && (a ^ b) & 1 == 1
     }
 
+    /// Whether the current window's end has anything to do.
+    fn window_end_has_work(&self) -> bool {
+        !self.win_dirty.is_empty()
+            || !self.win_adds.is_empty()
+            || !self.win_unlists.is_empty()
+            || !self.win_free.is_empty()
+            || !self.win_pairs.is_empty()
+            || !self.win_joins.is_empty()
+            || !self.win_drops.is_empty()
+            || (self.origin_left && !self.left[ORIGIN as usize])
+    }
+
     /// The transfers of a [`side`].
     fn side_flows(&self, k: u32) -> &[u32] {
         let n = &self.nics[(k / 2) as usize];
@@ -2231,10 +2236,9 @@ impl Sim {
             if self.win == 0 || self.window_flush {
                 fl.extend(list.iter().copied());
             } else {
-                let flows = &self.flows;
                 fl.extend(list.iter().copied().filter(|&f| {
-                    let x = &flows[f as usize];
-                    (x.src ^ x.dst) & 1 == 0
+                    let x = &self.flows[f as usize];
+                    !self.crosses(x.src, x.dst)
                 }));
             }
         }
@@ -2369,6 +2373,7 @@ impl Sim {
             let (src, dst) = (x.src, x.dst);
             self.sides[side(src, true) as usize].used += new - old;
             self.sides[side(dst, false) as usize].used += new - old;
+            let cross = self.crosses(src, dst);
             let x = &mut self.flows[f as usize];
             let remaining = (x.total - x.done).max(0.0);
             if new > 0.0 && !x.progress && x.total > PROGRESS_STEP as f64 && !x.bad {
@@ -2376,7 +2381,7 @@ impl Sim {
                 x.progress = true;
                 let step = (PROGRESS_STEP as f64 - x.done).max(0.0);
                 let t = now + self.lat + ((step / new) * 1e9).ceil() as Ns;
-                if !(self.win > 0 && (x.src ^ x.dst) & 1 == 1) {
+                if !cross {
                     x.report_at = t;
                 }
                 let (src, dst, req) = (x.src, x.dst, x.req);
