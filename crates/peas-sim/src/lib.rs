@@ -14,8 +14,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut, Range};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 mod queue;
@@ -93,6 +93,9 @@ pub struct SimConfig {
     /// frees reaches the other end at the window's end. Transfers within a half are
     /// re-shared at once, as without a window. `None`: every transfer at once.
     pub window: Option<Duration>,
+    /// With a window: run the two halves' events of each window on two threads (the same
+    /// results as one after the other, sooner on two cores).
+    pub parallel_halves: bool,
 }
 
 impl Default for SimConfig {
@@ -122,6 +125,7 @@ impl Default for SimConfig {
             hold_back_announcements: true,
             announcement_thread: false,
             window: None,
+            parallel_halves: false,
         }
     }
 }
@@ -278,7 +282,7 @@ enum Ev {
 
 /// A transfer's first progress report ([`PROGRESS_STEP`]), due at its receiver's planner at
 /// `(at, seq)` in event order. Not an event in the queue: the report never makes the planner
-/// act, so it is handed over just before the receiver's next call (see [`Sim::planner_mut`]).
+/// act, so it is handed over just before the receiver's next call (see [`Cx::planner_mut`]).
 #[derive(Debug, Clone, Copy)]
 struct Report {
     at: Ns,
@@ -305,7 +309,6 @@ struct Node {
     done_at: Option<Ns>,
     timer: Option<Ns>,
     timer_ver: u32,
-    peers: Vec<u32>,
     reqs: HashMap<u64, ReqState, IdHash>,
     /// Uploads by id: the requester, its request id and the range.
     ups: HashMap<u64, (u32, u64, (u64, u64)), IdHash>,
@@ -314,6 +317,9 @@ struct Node {
     bad_from: HashMap<u32, Ns>,
     /// First progress reports of its downloads not handed to its planner yet.
     reports: Vec<Report>,
+    /// With a window: announcements it sent (each written to its log as it is sent, see the
+    /// `Have` event).
+    announced: u32,
 }
 
 /// Hashing of request and upload ids (small sequential integers, not attacker-chosen): one
@@ -349,6 +355,9 @@ struct Slot {
     /// planner has been given, and the peer's slot in the planner once known (announcements
     /// given with it need no lookup of the peer).
     seen: Vec<Seen>,
+    /// Whose arrival counts ([`Shared::arrived`]) the planner reads: its node's half with a
+    /// window, else 0.
+    half: usize,
 }
 
 /// See [`Slot::seen`].
@@ -368,7 +377,13 @@ impl Slot {
     /// matter, and one that can gets each as it arrives).
     fn take_in(&mut self, shared: &Shared, now: Duration) {
         for s in self.seen.iter_mut() {
-            take_in_from(&mut self.planner, s, shared, now);
+            take_in_from(
+                &mut self.planner,
+                s,
+                &shared.arrived[self.half],
+                shared,
+                now,
+            );
         }
     }
 
@@ -376,15 +391,27 @@ impl Slot {
     /// last took them in (none if it is no longer a peer).
     fn take_in_of(&mut self, announcer: u32, shared: &Shared, now: Duration) {
         if let Some(s) = self.seen.iter_mut().find(|s| s.peer == announcer) {
-            take_in_from(&mut self.planner, s, shared, now);
+            take_in_from(
+                &mut self.planner,
+                s,
+                &shared.arrived[self.half],
+                shared,
+                now,
+            );
         }
     }
 }
 
 /// Gives `planner` the announcements of the peer `s` stands for that arrived since it last
-/// took them in.
-fn take_in_from(planner: &mut Planner, s: &mut Seen, shared: &Shared, now: Duration) {
-    let arrived = shared.arrived[s.peer as usize].load(Ordering::Acquire);
+/// took them in (`arrived`: the arrival counts its node reads).
+fn take_in_from(
+    planner: &mut Planner,
+    s: &mut Seen,
+    arrived: &[AtomicU32],
+    shared: &Shared,
+    now: Duration,
+) {
+    let arrived = arrived[s.peer as usize].load(Ordering::Acquire);
     if s.taken == arrived {
         return;
     }
@@ -403,24 +430,26 @@ fn take_in_from(planner: &mut Planner, s: &mut Seen, shared: &Shared, now: Durat
     s.taken = arrived;
 }
 
-/// What the simulator shares with the announcement thread. Announcements are not delivered
-/// one by one: an announcer's arrive in its log, and a planner takes them in (see
-/// [`Slot::take_in`]) before its next call, or earlier on the announcement thread.
+/// What the simulator shares with the announcement thread, and the two halves with each
+/// other ([`SimConfig::window`]). Announcements are not delivered one by one: an announcer's
+/// arrive in its log, and a planner takes them in (see [`Slot::take_in`]) before its next
+/// call, or earlier on the announcement thread.
 #[derive(Debug)]
 struct Shared {
     slots: Box<[Mutex<Slot>]>,
-    /// Per node: the pieces it announced, in the order the announcements arrived (a node
-    /// announces a piece once).
+    /// Per node: the pieces it announced, in the order the announcements arrive (a node
+    /// announces a piece once, and its announcements arrive in the order sent).
     log: Box<[Box<[AtomicU32]>]>,
-    /// Per node: how many of its announcements have arrived (valid entries of `log`).
-    arrived: Box<[AtomicU32]>,
+    /// Per half of the receivers (with a window; without, all in the first) and per node: how
+    /// many of its announcements have arrived there (valid entries of `log`).
+    arrived: [Box<[AtomicU32]>; 2],
     /// Per node: announcements may have arrived that its planner has not taken in, and it
     /// cannot act on them (set by the simulator when it holds one back, cleared by the
     /// simulator when it brings the planner up to date: the announcement thread touches a
     /// planner only while this is set).
     unseen: Box<[AtomicBool]>,
     /// Per node: entries of `backlog` for it that the announcement thread has handled
-    /// (compared with [`Sim::posted`]).
+    /// (compared with [`Half::posted`]).
     handled: Box<[AtomicU32]>,
     /// Announcements for the announcement thread to take in: (receiver, announcer).
     backlog: Mutex<Vec<(u32, u32)>>,
@@ -540,109 +569,230 @@ struct Flow {
     upload: u64,
 }
 
-/// The simulator state. Rate sharing: max-min fair (what competing TCP or QUIC flows converge
-/// to), recomputed locally around every change by progressive filling (see `recompute`).
-pub struct Sim {
+/// What a receiver's half knows of a transfer from the other half ([`SimConfig::window`]):
+/// its bytes done at its last change of rate, and that rate (set at a window's end).
+#[derive(Debug, Default, Clone, Copy)]
+struct Snap {
+    done: f64,
+    at: Ns,
+    rate: f64,
+    total: f64,
+    bad: bool,
+    req: u64,
+}
+
+/// What no event changes: the configuration and the planners.
+struct Setup {
     cfg: SimConfig,
-    nodes: Vec<Node>,
-    /// Planner per node, same indices as `nodes`.
     shared: Arc<Shared>,
-    /// Receivers of the current announcement that cannot act on it, with its announcer, for
-    /// the announcement thread.
-    to_post: Vec<(u32, u32)>,
-    /// Per node: announcements handed to the announcement thread for it (when that equals
-    /// [`Shared::handled`], it has taken in every announcement held back for the node).
-    posted: Vec<u32>,
-    /// Per node: announcements arrived for it since its planner was last called:
-    /// [`UNSEEN_NONE`], [`UNSEEN_HELD`] or [`UNSEEN_NOW`].
-    unseen: Vec<u8>,
-    /// Link state per node, same indices as `nodes`.
-    nics: Vec<Nic>,
-    /// Capacity and use per [`side`].
-    sides: Vec<Side>,
-    flows: Vec<Flow>,
-    free_flows: Vec<u32>,
-    heap: EventQueue<Ev>,
-    seq: u64,
-    now: Ns,
-    rng: ChaCha8Rng,
-    copies: Vec<u32>,
-    uncovered: u32,
-    origin_egress: f64,
-    /// By half (receiver's with a window; without, all in the first).
-    liar_bytes_after_bad: [f64; 2],
-    /// By the transfer's sender's half (without a window, all in the first).
-    wasted: [f64; 2],
-    requests: u64,
-    events: u64,
-    honest_left_to_complete: usize,
-    origin_left: bool,
+    /// Nodes, the origin included.
+    total: usize,
     lat: Ns,
-    open_slots: Vec<u32>,
-    next_trace: Ns,
-    drain_queue: Vec<u32>,
-    draining: bool,
+    /// [`SimConfig::window`] in nanoseconds (0: none).
+    win: Ns,
+    /// The announcement thread runs (only without a window).
+    thread: bool,
+    /// The halves' windows run on two threads ([`SimConfig::parallel_halves`]).
+    parallel: bool,
+}
+
+/// What touches both halves: read by both during a window, changed only at a window's end
+/// (or by any event without a window).
+struct Top {
+    /// Per node: its connected peers.
+    peers: Vec<Vec<u32>>,
+    /// Per node: it left the swarm.
+    left: Vec<bool>,
+    rng: ChaCha8Rng,
     /// Pairs (low, high) never to connect again (one banned or dropped the other).
     shunned: BTreeSet<(u32, u32)>,
-    /// Sides (`node * 2 + is_up`) whose transfers changed at the current instant; rates are
-    /// re-shared once per instant, before time advances.
-    dirty: Vec<u32>,
-    /// Events processed, by kind ([`EVENT_KINDS`]).
-    events_by_kind: [u64; 10],
-    scratch: Scratch,
-    /// Reusable snapshot of an announcer's peers.
-    peers_scratch: Vec<u32>,
+    open_slots: Vec<u32>,
+    /// Per partition: honest copies (with a window: halves holding one).
+    copies: Vec<u32>,
+    uncovered: u32,
+    origin_left: bool,
+    /// Without a window: free transfer ids, and how many were numbered.
+    free_flows: Vec<u32>,
+    flows_made: u32,
+    next_trace: Ns,
+}
+
+/// The state of the nodes of one parity (all of it that events touch, but for [`Top`] and
+/// the planners), and of the transfers they send. Node, side or transfer `x` is at `x >> 1`
+/// in half `x & 1` ([`at`]). Without a window the halves are only storage.
+struct Half {
+    nodes: Vec<Node>,
+    /// Link state per node.
+    nics: Vec<Nic>,
+    /// Capacity and use per [`side`] (at `(node >> 1) * 2 + is_up`, see [`side_at`]).
+    sides: Vec<Side>,
+    /// Transfers whose ids have this parity (with a window: those its nodes send).
+    flows: Vec<Flow>,
+    /// With a window: transfers from the other half into this one, as their receivers see
+    /// them (by the transfer's position in the other half).
+    xin: Vec<Snap>,
     /// Per node: its planner cannot act on an announcement now
     /// ([`Planner::acts_on_announcements`] is false, as of its last drain).
     passive: Vec<bool>,
-    /// Per node: it left the swarm.
-    left: Vec<bool>,
-    /// Sequence number of the event being handled (with `now`, its place in event order).
-    cur_seq: u64,
-    /// Reusable buffer of [`Sim::planner_mut`].
-    due_scratch: Vec<Report>,
-    /// [`SimConfig::window`] in nanoseconds (0: none).
-    win: Ns,
-    /// End of the current window.
-    win_end: Ns,
+    /// Per node: announcements arrived for it since its planner was last called:
+    /// [`UNSEEN_NONE`], [`UNSEEN_HELD`] or [`UNSEEN_NOW`].
+    unseen: Vec<u8>,
+    /// Per node: announcements handed to the announcement thread for it (when that equals
+    /// [`Shared::handled`], it has taken in every announcement held back for the node).
+    posted: Vec<u32>,
+    /// Per node: events it made (with a window, see [`Cx::next_seq`]).
+    made: Vec<u64>,
+    /// Events to handle (without a window, every event is in the first half's).
+    heap: EventQueue<Ev>,
+    /// Events made in this window for the other half (moved at the window's end).
+    outbox: Vec<(Ns, u64, Ev)>,
+    origin_egress: f64,
+    /// With a window, counted by the receiver's half; without, all in the first.
+    liar_bytes_after_bad: f64,
+    /// With a window, counted by the transfer's sender's half; without, all in the first.
+    wasted: f64,
+    /// Honest downloaders of this half not complete yet.
+    honest_left: usize,
+    /// With a window: the partitions this half holds an honest copy of, and those it got
+    /// a first one of in this window.
+    covered: Vec<bool>,
+    newly_covered: Vec<u32>,
     /// Sides to re-share at the window's end: those whose transfers between the halves were
     /// held fixed while something around them changed.
     win_dirty: Vec<u32>,
-    /// Transfers between the halves started in this window, listed at their receivers at
+    /// Transfers to the other half started in this window, listed at their receivers at
     /// its end.
     win_adds: Vec<u32>,
-    /// Transfers between the halves ended at their senders in this window, taken off their
-    /// receivers' sides (side, transfer, rate) at its end.
+    /// Transfers to the other half ended in this window, taken off their receivers' sides
+    /// (side, transfer, rate) at its end.
     win_unlists: Vec<(u32, u32, f64)>,
     /// Their ids, freed at the window's end (until then the receiver's half lists them).
     win_free: Vec<u32>,
-    /// With a window: free transfer ids of each half (a transfer's id is even when its
-    /// sender is), and how many each half has numbered.
-    free_half: [Vec<u32>; 2],
-    flows_made: [u32; 2],
-    /// Running a window's end (what touches both halves happens at once).
-    in_barrier: bool,
-    /// With a window, the half (0 or 1) whose state the event being handled may touch, or
-    /// [`ANY_HALF`] (a window's end, re-sharing between events, setting up).
-    acting: u8,
-    /// Set while re-sharing at a window's end (transfers between the halves included).
-    window_flush: bool,
-    /// Both sides of each transfer between the halves started in this window, side by
-    /// side (re-shared together: apart, each end would find the other full).
+    /// Both sides of each transfer to the other half started in this window, side by side
+    /// (re-shared together: apart, each end would find the other full).
     win_pairs: Vec<u32>,
-    /// Per node: events it made (with a window, see [`Sim::next_seq`]).
-    made: Vec<u64>,
     /// Nodes that joined in this window, connected at its end (connecting touches both
     /// ends).
     win_joins: Vec<u32>,
     /// Bans and disconnections (node, peer) of this window, carried out at its end.
     win_drops: Vec<(u32, u32)>,
+    /// With a window: free ids of transfers this half sends, and how many it numbered.
+    free: Vec<u32>,
+    flows_made: u32,
+}
+
+/// What a thread running events needs for itself: the clock, scratch space, counts.
+#[derive(Default)]
+struct Worker {
+    now: Ns,
+    /// Sequence number of the event being handled (with `now`, its place in event order).
+    cur_seq: u64,
+    /// Without a window: events numbered so far.
+    seq: u64,
+    /// Sides (`node * 2 + is_up`) whose transfers changed at the current instant; rates are
+    /// re-shared once per instant, before time advances.
+    dirty: Vec<u32>,
+    drain_queue: Vec<u32>,
+    draining: bool,
+    scratch: Scratch,
+    /// Reusable snapshot of an announcer's peers.
+    peers_scratch: Vec<u32>,
+    /// Reusable buffer of [`Cx::planner_mut`].
+    due_scratch: Vec<Report>,
+    /// Receivers of the current announcement that cannot act on it, with its announcer, for
+    /// the announcement thread.
+    to_post: Vec<(u32, u32)>,
+    /// Running a window's end (what touches both halves happens at once).
+    in_barrier: bool,
+    /// Set while re-sharing at a window's end (transfers between the halves included).
+    window_flush: bool,
+    events: u64,
+    /// Events processed, by kind ([`EVENT_KINDS`]).
+    events_by_kind: [u64; 10],
+    requests: u64,
+}
+
+/// The simulator. Rate sharing: max-min fair (what competing TCP or QUIC flows converge to),
+/// recomputed locally around every change by progressive filling (see `Cx::recompute`).
+///
+/// With a window ([`SimConfig::window`]) each half's events of a window run on their own
+/// (on two threads with [`SimConfig::parallel_halves`]), then what touches both halves runs
+/// at the window's end; the borrow checker sees to it that a half's events reach nothing of
+/// the other half ([`Cx`]).
+pub struct Sim {
+    k: Setup,
+    top: Top,
+    halves: [Half; 2],
+    /// The first also runs the windows' ends, and every event without a window.
+    workers: [Worker; 2],
+    /// End of the current window.
+    win_end: Ns,
+}
+
+/// How the event loop and the helper thread that runs the second half's windows
+/// ([`SimConfig::parallel_halves`]) take turns: spinning, a window lasts a few microseconds.
+struct WindowSync {
+    /// End of the window to run.
+    end: AtomicU64,
+    /// Windows started, and finished by the helper.
+    started: AtomicU64,
+    finished: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl WindowSync {
+    /// The helper's wait for the window after its `seen`-th (`None`: the run is over).
+    fn wait_for_start(&self, seen: u64) -> Option<u64> {
+        let mut spins = 0u32;
+        loop {
+            let n = self.started.load(Ordering::Acquire);
+            if n > seen {
+                return Some(n);
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return None;
+            }
+            spin(&mut spins);
+        }
+    }
+
+    /// The event loop's wait for the helper to finish window `n`.
+    fn wait_for_finish(&self, n: u64) {
+        let mut spins = 0u32;
+        while self.finished.load(Ordering::Acquire) < n {
+            spin(&mut spins);
+        }
+    }
+}
+
+/// One step of a wait: spinning at first, then yielding the core.
+fn spin(spins: &mut u32) {
+    if *spins < 1 << 12 {
+        *spins += 1;
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// [`Cx::top`]: read-only in a window.
+enum TopRef<'a> {
+    Read(&'a Top),
+    Write(&'a mut Top),
+}
+
+/// What an event may touch: every half and [`Top`] at a window's end or without a window; in
+/// a window, one half (and [`Top`] read-only). Touching anything else is a bug and panics.
+struct Cx<'a> {
+    k: &'a Setup,
+    top: TopRef<'a>,
+    w: &'a mut Worker,
+    h: [Option<&'a mut Half>; 2],
+    /// In a window: the half running.
+    mine: Option<usize>,
 }
 
 const ORIGIN: u32 = 0;
-
-/// See [`Sim::acting`].
-const ANY_HALF: u8 = 2;
 
 /// No announcement arrived for the node since its planner was last called.
 const UNSEEN_NONE: u8 = 0;
@@ -674,6 +824,65 @@ pub const EVENT_KINDS: [&str; 10] = [
     "timer",
     "progress",
 ];
+
+/// Where node, transfer or side owner `x` is in its half (see [`Half`]).
+fn at(x: u32) -> usize {
+    (x >> 1) as usize
+}
+
+/// Where [`side`] `k` is in its half's `sides`.
+fn side_at(k: u32) -> usize {
+    at(k / 2) * 2 + (k & 1) as usize
+}
+
+impl Ev {
+    /// With a window, the half that handles this event (whose state it touches); an
+    /// announcement goes to both (each takes it in for its own receivers).
+    fn half(self) -> usize {
+        let x = match self {
+            Ev::Join { node } | Ev::Timer { node, .. } => node,
+            Ev::ReqArrive { src, .. } | Ev::CancelArrive { src, .. } => src,
+            Ev::Refused { dst, .. } | Ev::DataDone { dst, .. } => dst,
+            Ev::FlowEnd { flow, .. } => flow,
+            Ev::Offer { to, .. } => to,
+            Ev::Have { from, .. } => from,
+        };
+        (x & 1) as usize
+    }
+}
+
+impl Half {
+    fn new(n_parts: usize) -> Self {
+        Self {
+            nodes: Vec::new(),
+            nics: Vec::new(),
+            sides: Vec::new(),
+            flows: Vec::new(),
+            xin: Vec::new(),
+            passive: Vec::new(),
+            unseen: Vec::new(),
+            posted: Vec::new(),
+            made: Vec::new(),
+            heap: EventQueue::new(),
+            outbox: Vec::new(),
+            origin_egress: 0.0,
+            liar_bytes_after_bad: 0.0,
+            wasted: 0.0,
+            honest_left: 0,
+            covered: vec![false; n_parts],
+            newly_covered: Vec::new(),
+            win_dirty: Vec::new(),
+            win_adds: Vec::new(),
+            win_unlists: Vec::new(),
+            win_free: Vec::new(),
+            win_pairs: Vec::new(),
+            win_joins: Vec::new(),
+            win_drops: Vec::new(),
+            free: Vec::new(),
+            flows_made: 0,
+        }
+    }
+}
 
 impl Sim {
     /// Builds the swarm: node 0 is the origin (a complete seed), nodes `1..=N` downloaders.
@@ -712,15 +921,15 @@ impl Sim {
         shuffle(&mut order, &mut rng);
         let late: BTreeSet<u32> = order.iter().take(n_late).copied().collect();
 
-        let mut nodes = Vec::with_capacity(total);
+        let win = cfg.window.map_or(0, |w| ns(w).max(1));
         let mut slots = Vec::with_capacity(total);
         // One configuration, shared by every planner (one copy in the caches).
         let planner_cfg = Arc::new(cfg.planner.clone());
-        let mut nics = Vec::with_capacity(total);
-        let mut sides = Vec::with_capacity(total * 2);
+        let piece = cfg.partition_size.min(cfg.piece_size.max(1));
+        let n_parts = cfg.size.div_ceil(piece.max(1)) as usize;
+        let mut halves = [Half::new(0), Half::new(0)];
         for i in 0..total as u32 {
             let seed = rng.random::<u64>();
-            let piece = cfg.partition_size.min(cfg.piece_size.max(1));
             let mut planner = Planner::new(Arc::clone(&planner_cfg), cfg.size, piece, seed);
             let (up, down) = if i == ORIGIN {
                 planner.handle_local_have(0..cfg.size);
@@ -734,160 +943,142 @@ impl Sim {
             } else {
                 0
             };
-            nics.push(Nic::default());
-            sides.push(Side {
+            let h = &mut halves[(i & 1) as usize];
+            h.nics.push(Nic::default());
+            h.sides.push(Side {
                 cap: down,
                 used: 0.0,
             });
-            sides.push(Side { cap: up, used: 0.0 });
-            slots.push(Mutex::new(Slot {
-                planner,
-                seen: Vec::new(),
-            }));
-            nodes.push(Node {
+            h.sides.push(Side { cap: up, used: 0.0 });
+            h.passive.push(false);
+            h.unseen.push(UNSEEN_NONE);
+            h.posted.push(0);
+            h.made.push(0);
+            let liar = liars.contains(&i);
+            if i != ORIGIN && !liar {
+                h.honest_left += 1;
+            }
+            h.nodes.push(Node {
                 joined: false,
-                liar: liars.contains(&i),
+                liar,
                 join_at,
                 done_at: None,
                 timer: None,
                 timer_ver: 0,
-                peers: Vec::new(),
                 reqs: HashMap::default(),
                 ups: HashMap::default(),
                 bad_from: HashMap::new(),
                 reports: Vec::new(),
+                announced: 0,
             });
+            slots.push(Mutex::new(Slot {
+                planner,
+                seen: Vec::new(),
+                half: if win > 0 { (i & 1) as usize } else { 0 },
+            }));
         }
-        let n_parts = cfg.size.div_ceil(lock(&slots[0]).planner.partition_size()) as usize;
+        let n_parts = cfg
+            .size
+            .div_ceil(lock(&slots[0]).planner.partition_size())
+            .max(n_parts as u64) as usize;
+        for h in &mut halves {
+            h.covered = vec![false; n_parts];
+        }
+        let counts = || (0..total).map(|_| AtomicU32::new(0)).collect();
         let shared = Arc::new(Shared {
             slots: slots.into(),
             log: (0..total)
                 .map(|_| (0..n_parts).map(|_| AtomicU32::new(0)).collect())
                 .collect(),
-            arrived: (0..total).map(|_| AtomicU32::new(0)).collect(),
+            arrived: [counts(), counts()],
             unseen: (0..total).map(|_| AtomicBool::new(false)).collect(),
-            handled: (0..total).map(|_| AtomicU32::new(0)).collect(),
+            handled: counts(),
             backlog: Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
-        let honest = (1..total).filter(|&i| !nodes[i].liar).count();
-        let lat = ns(cfg.latency);
-        let mut sim = Self {
+        let k = Setup {
+            thread: cfg.announcement_thread && win == 0,
+            parallel: cfg.parallel_halves && win > 0,
+            lat: ns(cfg.latency),
             cfg,
-            nodes,
             shared,
-            to_post: Vec::new(),
-            posted: vec![0; total],
-            unseen: vec![UNSEEN_NONE; total],
-            nics,
-            sides,
-            flows: Vec::new(),
-            free_flows: Vec::new(),
-            heap: EventQueue::new(),
-            seq: 0,
-            now: 0,
+            total,
+            win,
+        };
+        let top = Top {
+            peers: vec![Vec::new(); total],
+            left: vec![false; total],
             rng,
+            shunned: BTreeSet::new(),
+            open_slots: Vec::new(),
             copies: vec![0; n_parts],
             uncovered: n_parts as u32,
-            origin_egress: 0.0,
-            liar_bytes_after_bad: [0.0; 2],
-            wasted: [0.0; 2],
-            requests: 0,
-            events: 0,
-            honest_left_to_complete: honest,
             origin_left: false,
-            lat,
-            open_slots: Vec::new(),
+            free_flows: Vec::new(),
+            flows_made: 0,
             next_trace: 0,
-            drain_queue: Vec::new(),
-            draining: false,
-            shunned: BTreeSet::new(),
-            dirty: Vec::new(),
-            events_by_kind: [0; 10],
-            scratch: Scratch::default(),
-            peers_scratch: Vec::new(),
-            passive: vec![false; total],
-            left: vec![false; total],
-            cur_seq: 0,
-            due_scratch: Vec::new(),
-            win: 0,
-            win_end: 0,
-            win_dirty: Vec::new(),
-            win_adds: Vec::new(),
-            win_unlists: Vec::new(),
-            win_free: Vec::new(),
-            free_half: [Vec::new(), Vec::new()],
-            flows_made: [0, 0],
-            in_barrier: false,
-            acting: ANY_HALF,
-            window_flush: false,
-            win_pairs: Vec::new(),
-            made: vec![0; total],
-            win_joins: Vec::new(),
-            win_drops: Vec::new(),
         };
-        sim.win = sim.cfg.window.map_or(0, |w| ns(w).max(1));
-        sim.win_end = sim.win;
+        let mut sim = Self {
+            k,
+            top,
+            halves,
+            workers: [Worker::default(), Worker::default()],
+            win_end: win,
+        };
+        let mut cx = sim.cx();
         // The origin first, then everyone else in a random order (ties at t=0).
-        sim.nodes[0].joined = true;
-        sim.open_slots.push(ORIGIN);
+        cx.node_mut(ORIGIN).joined = true;
+        cx.top_mut().open_slots.push(ORIGIN);
         let mut joins: Vec<u32> = (1..total as u32).collect();
-        shuffle(&mut joins, &mut sim.rng);
+        shuffle(&mut joins, &mut cx.top_mut().rng);
         // Nodes present from the start can all be dialed from the start: the first to dial
         // must not fill every early node's slots (that would make a band-shaped graph with a
         // diameter of N / initial_peers hops instead of a random one).
         for &i in &joins {
-            if sim.nodes[i as usize].join_at == 0 {
-                sim.nodes[i as usize].joined = true;
-                sim.open_slots.push(i);
+            if cx.node(i).join_at == 0 {
+                cx.node_mut(i).joined = true;
+                cx.top_mut().open_slots.push(i);
             }
         }
         for i in joins {
-            let t = sim.nodes[i as usize].join_at;
-            sim.push(i, t, Ev::Join { node: i });
+            let t = cx.node(i).join_at;
+            cx.push(i, t, Ev::Join { node: i });
         }
         sim
     }
 
-    /// Queues `ev` at `t`, made by node `by` (see [`Sim::next_seq`]).
-    fn push(&mut self, by: u32, t: Ns, ev: Ev) {
-        debug_assert!(self.owns(by), "node {by} acted from the other half");
-        let seq = self.next_seq(by);
-        self.heap.push(t, seq, ev);
-    }
-
-    /// The sequence number of an event made by node `by` (ties in time go by it). Without a
-    /// window, one count over the whole run; with one, the node and its own count, which
-    /// each half can compute alone and which orders a half's events the same whatever the
-    /// other half does.
-    fn next_seq(&mut self, by: u32) -> u64 {
-        if self.win == 0 {
-            self.seq += 1;
-            self.seq
-        } else {
-            let c = &mut self.made[by as usize];
-            *c += 1;
-            (u64::from(by) << 40) | *c
+    /// Everything, for a window's end or a run without a window (on the first worker).
+    fn cx(&mut self) -> Cx<'_> {
+        let [h0, h1] = &mut self.halves;
+        Cx {
+            k: &self.k,
+            top: TopRef::Write(&mut self.top),
+            w: &mut self.workers[0],
+            h: [Some(h0), Some(h1)],
+            mine: None,
         }
     }
 
-    /// Upload capacity of `node`, bytes/s.
-    fn up(&self, node: u32) -> f64 {
-        self.sides[side(node, true) as usize].cap
+    /// Upload (`up`) or download capacity of `node`, bytes/s.
+    fn cap(&self, node: u32, up: bool) -> f64 {
+        self.halves[(node & 1) as usize].sides[side_at(side(node, up))].cap
     }
 
-    /// Download capacity of `node`, bytes/s.
-    fn down(&self, node: u32) -> f64 {
-        self.sides[side(node, false) as usize].cap
+    fn node(&self, x: u32) -> &Node {
+        &self.halves[(x & 1) as usize].nodes[at(x)]
     }
 
     /// The run's lower bound in seconds.
     pub fn bound_s(&self) -> f64 {
-        let n = self.nodes.len() as u32;
-        let ups: Vec<f64> = (1..n).map(|i| self.up(i)).collect();
-        let downs: Vec<f64> = (1..n).map(|i| self.down(i)).collect();
-        kumar_ross_bound(self.cfg.size, self.cfg.origin_upload, &ups, &downs)
+        let n = self.k.total as u32;
+        let ups: Vec<f64> = (1..n).map(|i| self.cap(i, true)).collect();
+        let downs: Vec<f64> = (1..n).map(|i| self.cap(i, false)).collect();
+        kumar_ross_bound(self.k.cfg.size, self.k.cfg.origin_upload, &ups, &downs)
+    }
+
+    fn events(&self) -> u64 {
+        self.workers[0].events + self.workers[1].events
     }
 
     /// Runs to completion of every honest downloader, or to the safety limit (50× the bound
@@ -895,70 +1086,34 @@ impl Sim {
     pub fn run(mut self) -> SimReport {
         let bound = self.bound_s();
         let limit: Ns = ((bound * 50.0 + 60.0) * 1e9) as Ns;
-        let mut hit_limit = false;
-        let thread = self.cfg.announcement_thread.then(|| {
-            let shared = Arc::clone(&self.shared);
+        let thread = self.k.thread.then(|| {
+            let shared = Arc::clone(&self.k.shared);
             std::thread::spawn(move || take_in_background(&shared))
         });
-        // With a window the run ends at the end of the window in which the last node
-        // completed (a half learns that only there).
-        while self.win > 0 || self.honest_left_to_complete > 0 {
-            if !self.dirty.is_empty() && self.heap.peek_time().is_none_or(|t| t > self.now) {
-                self.flush_dirty();
-                continue;
-            }
-            if self.win > 0 {
-                // The end of a window comes before the events at that instant.
-                let next = self.heap.peek_time();
-                if next.is_none_or(|t| t >= self.win_end) && self.honest_left_to_complete == 0 {
-                    self.now = self.win_end;
-                    break;
-                }
-                let pending = self.window_end_has_work();
-                if next.is_none_or(|t| t >= self.win_end) && (pending || next.is_some()) {
-                    if pending {
-                        self.now = self.win_end;
-                        self.window_end();
-                    }
-                    let t = self.heap.peek_time().unwrap_or(self.win_end);
-                    self.win_end = (self.win_end + self.win).max((t / self.win + 1) * self.win);
-                    continue;
-                }
-            }
-            let Some((t, seq, ev)) = self.heap.pop() else {
-                hit_limit = true;
-                break;
-            };
-            if t > limit || self.events >= self.cfg.max_events {
-                hit_limit = true;
-                break;
-            }
-            if let Some(step) = self.cfg.trace {
-                while t >= self.next_trace {
-                    self.print_trace();
-                    self.next_trace += ns(step).max(1);
-                }
-            }
-            self.now = t;
-            self.cur_seq = seq;
-            self.events += 1;
-            self.handle(ev);
-        }
+        let hit_limit = if self.k.win == 0 {
+            self.run_at_once(limit)
+        } else {
+            self.run_windows(limit)
+        };
         // Reports due by the end count the bytes sent by then (as events, they did).
-        let mut due = std::mem::take(&mut self.due_scratch);
-        for x in 0..self.nodes.len() as u32 {
-            if !self.nodes[x as usize].reports.is_empty() {
-                self.take_due_reports(x, &mut due);
+        let mut cx = self.cx();
+        let mut due = std::mem::take(&mut cx.w.due_scratch);
+        for x in 0..cx.k.total as u32 {
+            if !cx.node(x).reports.is_empty() {
+                cx.take_due_reports(x, &mut due);
                 due.clear();
             }
         }
         if let Some(t) = thread {
-            self.shared.stop.store(true, Ordering::Release);
+            self.k.shared.stop.store(true, Ordering::Release);
             if t.join().is_err() {
                 panic!("the announcement thread panicked");
             }
         }
-        let honest: Vec<&Node> = self.nodes[1..].iter().filter(|n| !n.liar).collect();
+        let honest: Vec<&Node> = (1..self.k.total as u32)
+            .map(|i| self.node(i))
+            .filter(|n| !n.liar)
+            .collect();
         let done: Vec<f64> = honest
             .iter()
             .filter_map(|n| n.done_at.map(|t| t as f64 / 1e9))
@@ -966,70 +1121,371 @@ impl Sim {
         let completion = if done.len() == honest.len() {
             done.iter().copied().fold(0.0, f64::max)
         } else {
-            self.now as f64 / 1e9
+            self.workers[0].now as f64 / 1e9
         };
         let mean = if done.is_empty() {
             0.0
         } else {
             done.iter().sum::<f64>() / done.len() as f64
         };
+        let [h0, h1] = &self.halves;
+        let [w0, w1] = &self.workers;
+        let mut events_by_kind = w0.events_by_kind;
+        for (a, b) in events_by_kind.iter_mut().zip(w1.events_by_kind) {
+            *a += b;
+        }
+        let cfg = &self.k.cfg;
         SimReport {
-            nodes: self.cfg.nodes,
-            size: self.cfg.size,
-            partition_size: self.cfg.partition_size,
-            piece_size: self.peek(0).partition_size(),
+            nodes: cfg.nodes,
+            size: cfg.size,
+            partition_size: cfg.partition_size,
+            piece_size: lock(&self.k.shared.slots[0]).planner.partition_size(),
             completion_s: completion,
             mean_completion_s: mean,
             bound_s: bound,
             ratio: completion / bound,
-            origin_egress_bytes: self.origin_egress.round() as u64,
+            origin_egress_bytes: (h0.origin_egress + h1.origin_egress).round() as u64,
             completed_nodes: done.len(),
             honest_nodes: honest.len(),
-            bytes_accepted_from_liars_after_first_bad: (self.liar_bytes_after_bad[0]
-                + self.liar_bytes_after_bad[1])
+            bytes_accepted_from_liars_after_first_bad: (h0.liar_bytes_after_bad
+                + h1.liar_bytes_after_bad)
                 .round() as u64,
-            wasted_bytes: (self.wasted[0] + self.wasted[1]).round() as u64,
-            requests: self.requests,
-            events: self.events,
-            events_by_kind: self.events_by_kind,
-            origin_left: self.origin_left,
+            wasted_bytes: (h0.wasted + h1.wasted).round() as u64,
+            requests: w0.requests + w1.requests,
+            events: self.events(),
+            events_by_kind,
+            origin_left: self.top.origin_left,
             hit_limit,
-            node_completion_s: self.nodes[1..]
-                .iter()
-                .map(|n| n.done_at.map(|t| t as f64 / 1e9))
+            node_completion_s: (1..self.k.total as u32)
+                .map(|i| self.node(i).done_at.map(|t| t as f64 / 1e9))
                 .collect(),
-            slow_nodes: (1..self.nodes.len())
-                .filter(|&i| self.up(i as u32) < self.cfg.upload)
+            slow_nodes: (1..self.k.total)
+                .filter(|&i| self.cap(i as u32, true) < cfg.upload)
                 .collect(),
-            lying_nodes: (1..self.nodes.len())
-                .filter(|&i| self.nodes[i].liar)
+            lying_nodes: (1..self.k.total)
+                .filter(|&i| self.node(i as u32).liar)
                 .collect(),
         }
     }
 
+    /// The event loop without a window: one queue, every event in order. Returns whether
+    /// the run hit the safety limit.
+    fn run_at_once(&mut self, limit: Ns) -> bool {
+        let mut cx = self.cx();
+        while cx.honest_left() > 0 {
+            if !cx.w.dirty.is_empty() && cx.hh(0).heap.peek_time().is_none_or(|t| t > cx.w.now) {
+                cx.flush_dirty();
+                continue;
+            }
+            let Some((t, seq, ev)) = cx.hh(0).heap.pop() else {
+                return true;
+            };
+            if t > limit || cx.w.events >= cx.k.cfg.max_events {
+                return true;
+            }
+            if let Some(step) = cx.k.cfg.trace {
+                while t >= cx.top().next_trace {
+                    cx.print_trace();
+                    cx.top_mut().next_trace += ns(step).max(1);
+                }
+            }
+            cx.w.now = t;
+            cx.w.cur_seq = seq;
+            cx.handle(ev);
+        }
+        false
+    }
+
+    /// The event loop with a window: each half runs the window's events on its own (on two
+    /// threads with [`SimConfig::parallel_halves`]), then what touches both halves runs at
+    /// its end. The run ends at the end of the window in which the last node completed (a
+    /// half learns that only there). Returns whether the run hit the safety limit.
+    fn run_windows(&mut self, limit: Ns) -> bool {
+        let win = self.k.win;
+        let Sim {
+            k,
+            top,
+            halves: [h0, h1],
+            workers: [w0, w1],
+            win_end,
+        } = self;
+        let k: &Setup = k;
+        // The second half and its worker: the helper thread's during a window.
+        let second = Mutex::new((h1, w1));
+        let top = RwLock::new(top);
+        let sync = WindowSync {
+            end: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        };
+        let lock_second = || second.lock().expect("the helper thread panicked");
+        let read_top = || top.read().expect("a thread panicked");
+        std::thread::scope(|s| {
+            if k.parallel {
+                s.spawn(|| {
+                    let mut seen = 0;
+                    while let Some(n) = sync.wait_for_start(seen) {
+                        seen = n;
+                        let end = sync.end.load(Ordering::Acquire);
+                        {
+                            let mut g = lock_second();
+                            let (h, w) = &mut *g;
+                            Cx::window(k, &read_top(), h, w, 1).run_window(end);
+                        }
+                        sync.finished.store(n, Ordering::Release);
+                    }
+                });
+            }
+            let mut n = 0;
+            let hit_limit = loop {
+                let end = *win_end;
+                n += 1;
+                if k.parallel {
+                    sync.end.store(end, Ordering::Release);
+                    sync.started.store(n, Ordering::Release);
+                }
+                Cx::window(k, &read_top(), h0, w0, 0).run_window(end);
+                if k.parallel {
+                    sync.wait_for_finish(n);
+                } else {
+                    let mut g = lock_second();
+                    let (h, w) = &mut *g;
+                    Cx::window(k, &read_top(), h, w, 1).run_window(end);
+                }
+                // The window's end: everything within reach.
+                let mut g = lock_second();
+                let (h1, w1) = &mut *g;
+                let events = w0.events + w1.events;
+                let honest_left = h0.honest_left + h1.honest_left;
+                let mut t = top.write().expect("a thread panicked");
+                let mut cx = Cx {
+                    k,
+                    top: TopRef::Write(&mut t),
+                    w: w0,
+                    h: [Some(&mut *h0), Some(&mut **h1)],
+                    mine: None,
+                };
+                // It comes before the events at that instant.
+                cx.w.now = end;
+                cx.w.cur_seq = 0;
+                cx.merge_window();
+                if honest_left == 0 {
+                    break false;
+                }
+                let next = cx.next_time();
+                let pending = cx.window_end_has_work();
+                if (next.is_none() && !pending)
+                    || next.is_some_and(|t| t > limit)
+                    || events >= k.cfg.max_events
+                {
+                    break true;
+                }
+                if let Some(step) = k.cfg.trace {
+                    while end >= cx.top().next_trace {
+                        cx.print_trace();
+                        cx.top_mut().next_trace += ns(step).max(1);
+                    }
+                }
+                if pending {
+                    cx.window_end();
+                }
+                let t = cx.next_time().unwrap_or(end);
+                *win_end = (end + win).max((t / win + 1) * win);
+            };
+            sync.stop.store(true, Ordering::Release);
+            hit_limit
+        })
+    }
+}
+
+impl<'a> Cx<'a> {
+    /// One half's view for a window: its own state, [`Top`] read-only.
+    fn window(k: &'a Setup, top: &'a Top, h: &'a mut Half, w: &'a mut Worker, mine: usize) -> Self {
+        let mut halves = [None, None];
+        halves[mine] = Some(h);
+        Cx {
+            k,
+            top: TopRef::Read(top),
+            w,
+            h: halves,
+            mine: Some(mine),
+        }
+    }
+
+    /// Runs this half's events before `end` (the window's end).
+    fn run_window(mut self, end: Ns) {
+        let m = self.mine.expect("a window runs in one half");
+        loop {
+            let next = self.hh(m).heap.peek_time();
+            if !self.w.dirty.is_empty() && next.is_none_or(|t| t > self.w.now) {
+                self.flush_dirty();
+                continue;
+            }
+            if next.is_none_or(|t| t >= end) {
+                return;
+            }
+            let (t, seq, ev) = self.hh(m).heap.pop().expect("an event was peeked");
+            self.w.now = t;
+            self.w.cur_seq = seq;
+            self.handle(ev);
+        }
+    }
+
+    /// Half `h` (which must be within reach).
+    fn hh(&mut self, h: usize) -> &mut Half {
+        self.h[h]
+            .as_deref_mut()
+            .expect("an event touched the other half's state in a window")
+    }
+
+    /// The half of node, transfer or side owner `x`.
+    fn half(&self, x: u32) -> &Half {
+        self.h[(x & 1) as usize]
+            .as_deref()
+            .expect("an event read the other half's state in a window")
+    }
+
+    fn half_mut(&mut self, x: u32) -> &mut Half {
+        self.hh((x & 1) as usize)
+    }
+
+    fn node(&self, x: u32) -> &Node {
+        &self.half(x).nodes[at(x)]
+    }
+
+    fn node_mut(&mut self, x: u32) -> &mut Node {
+        &mut self.half_mut(x).nodes[at(x)]
+    }
+
+    fn nic(&self, x: u32) -> &Nic {
+        &self.half(x).nics[at(x)]
+    }
+
+    fn nic_mut(&mut self, x: u32) -> &mut Nic {
+        &mut self.half_mut(x).nics[at(x)]
+    }
+
+    fn flow(&self, f: u32) -> &Flow {
+        &self.half(f).flows[at(f)]
+    }
+
+    fn flow_mut(&mut self, f: u32) -> &mut Flow {
+        &mut self.half_mut(f).flows[at(f)]
+    }
+
+    /// [`side`] `k`.
+    fn side_of(&self, k: u32) -> &Side {
+        &self.half(k / 2).sides[side_at(k)]
+    }
+
+    fn side_of_mut(&mut self, k: u32) -> &mut Side {
+        &mut self.half_mut(k / 2).sides[side_at(k)]
+    }
+
+    fn top(&self) -> &Top {
+        match &self.top {
+            TopRef::Read(t) => t,
+            TopRef::Write(t) => t,
+        }
+    }
+
+    fn top_mut(&mut self) -> &mut Top {
+        match &mut self.top {
+            TopRef::Write(t) => t,
+            TopRef::Read(_) => panic!("an event changed what both halves share in a window"),
+        }
+    }
+
+    fn left(&self, x: u32) -> bool {
+        self.top().left[x as usize]
+    }
+
+    fn honest_left(&self) -> usize {
+        self.h.iter().flatten().map(|h| h.honest_left).sum()
+    }
+
+    /// The time of the next event of either half.
+    fn next_time(&self) -> Option<Ns> {
+        self.h
+            .iter()
+            .flatten()
+            .filter_map(|h| h.heap.peek_time())
+            .min()
+    }
+
+    /// Queues `ev` at `t`, made by node `by` (see [`Cx::next_seq`]): in the queue of the half
+    /// that handles it ([`Ev::half`]), through this half's outbox if that is the other one.
+    fn push(&mut self, by: u32, t: Ns, ev: Ev) {
+        debug_assert!(self.owns(by), "node {by} acted from the other half");
+        let seq = self.next_seq(by);
+        if self.k.win == 0 {
+            self.hh(0).heap.push(t, seq, ev);
+        } else if let Ev::Have { .. } = ev {
+            self.push_to(0, t, seq, ev);
+            self.push_to(1, t, seq, ev);
+        } else {
+            self.push_to(ev.half(), t, seq, ev);
+        }
+    }
+
+    fn push_to(&mut self, h: usize, t: Ns, seq: u64, ev: Ev) {
+        match self.mine {
+            Some(m) if m != h => self.hh(m).outbox.push((t, seq, ev)),
+            _ => self.hh(h).heap.push(t, seq, ev),
+        }
+    }
+
+    /// The sequence number of an event made by node `by` (ties in time go by it). Without a
+    /// window, one count over the whole run; with one, the node and its own count, which
+    /// each half can compute alone and which orders a half's events the same whatever the
+    /// other half does.
+    fn next_seq(&mut self, by: u32) -> u64 {
+        if self.k.win == 0 {
+            self.w.seq += 1;
+            self.w.seq
+        } else {
+            let c = &mut self.half_mut(by).made[at(by)];
+            *c += 1;
+            (u64::from(by) << 40) | *c
+        }
+    }
+
+    /// Upload capacity of `node`, bytes/s.
+    fn up(&self, node: u32) -> f64 {
+        self.side_of(side(node, true)).cap
+    }
+
+    /// Download capacity of `node`, bytes/s.
+    fn down(&self, node: u32) -> f64 {
+        self.side_of(side(node, false)).cap
+    }
+
+    /// Every transfer record (alive or not).
+    fn all_flows(&self) -> impl Iterator<Item = &Flow> {
+        self.h.iter().flatten().flat_map(|h| h.flows.iter())
+    }
+
     fn print_trace(&self) {
         let (mut up, mut origin, mut active) = (0.0, 0.0, 0usize);
-        for f in self.flows.iter().filter(|f| f.alive) {
+        for f in self.all_flows().filter(|f| f.alive) {
             up += f.rate;
             active += 1;
             if f.src == ORIGIN {
                 origin += f.rate;
             }
         }
-        let done = self.nodes[1..]
-            .iter()
-            .filter(|n| n.done_at.is_some())
+        let total = self.k.total as u32;
+        let done = (1..total)
+            .filter(|&i| self.node(i).done_at.is_some())
             .count();
-        let verified: u64 = (1..self.nodes.len() as u32)
-            .map(|i| self.peek(i).verified_bytes())
-            .sum();
-        let n = self.cfg.nodes.max(1) as f64;
-        let holders = (1..self.nodes.len() as u32)
+        let verified: u64 = (1..total).map(|i| self.peek(i).verified_bytes()).sum();
+        let n = self.k.cfg.nodes.max(1) as f64;
+        let holders = (1..total)
             .filter(|&i| self.peek(i).have_partitions().count() > 0)
             .count();
         let to_empty: f64 = self
-            .flows
-            .iter()
+            .all_flows()
             .filter(|f| f.alive && self.peek(f.dst).have_partitions().count() == 0)
             .map(|f| f.rate)
             .sum();
@@ -1047,17 +1503,14 @@ impl Sim {
         );
         eprintln!(
             "t={:7.3}s swarm_up={:8.1}MiB/s ({:5.1}%) origin_up={:6.1}MiB/s flows={} done={} avg_verified={:5.1}% uncovered={}",
-            self.next_trace as f64 / 1e9,
+            self.top().next_trace as f64 / 1e9,
             up / MIB,
-            100.0 * up
-                / (0..self.nodes.len() as u32)
-                    .map(|i| self.up(i))
-                    .sum::<f64>(),
+            100.0 * up / (0..total).map(|i| self.up(i)).sum::<f64>(),
             origin / MIB,
             active,
             done,
-            100.0 * verified as f64 / n / self.cfg.size.max(1) as f64,
-            self.uncovered,
+            100.0 * verified as f64 / n / self.k.cfg.size.max(1) as f64,
+            self.top().uncovered,
         );
     }
 
@@ -1065,9 +1518,9 @@ impl Sim {
     /// whose upload / download is at least 95 % used now, and live flows with neither end
     /// saturated now (capacity the local re-sharing left unused).
     fn global_max_min(&self) -> (f64, usize, usize, usize) {
-        let live: Vec<&Flow> = self.flows.iter().filter(|f| f.alive).collect();
-        let nn = self.nodes.len();
-        let mut cap: Vec<f64> = self.sides.iter().map(|x| x.cap).collect();
+        let live: Vec<&Flow> = self.all_flows().filter(|f| f.alive).collect();
+        let nn = self.k.total;
+        let mut cap: Vec<f64> = (0..nn as u32 * 2).map(|k| self.side_of(k).cap).collect();
         let mut users = vec![0u32; nn * 2];
         for f in &live {
             users[f.src as usize * 2 + 1] += 1;
@@ -1125,8 +1578,9 @@ impl Sim {
         let (mut dn, mut dreq, mut dflow, mut dsrc) = (0usize, 0usize, 0usize, 0usize);
         let (mut un, mut uflows, mut uq, mut uneed) = (0usize, 0usize, 0usize, 0usize);
         for i in 1..nn {
-            let x = &self.nodes[i];
-            if !x.joined || self.left[i] || x.done_at.is_some() {
+            let x = self.node(i as u32);
+            let peers = &self.top().peers[i];
+            if !x.joined || self.left(i as u32) || x.done_at.is_some() {
                 continue;
             }
             if dnr[i] < 0.95 * self.down(i as u32) {
@@ -1135,8 +1589,7 @@ impl Sim {
                 dflow += x.reqs.values().filter(|r| r.flow.is_some()).count();
                 let me = self.peek(i as u32);
                 let mine = me.have_partitions();
-                dsrc += x
-                    .peers
+                dsrc += peers
                     .iter()
                     .filter(|&&q| {
                         let other = self.peek(q);
@@ -1147,15 +1600,14 @@ impl Sim {
             }
             if upr[i] < 0.95 * self.up(i as u32) {
                 un += 1;
-                uflows += self.nics[i].up_flows.len();
+                uflows += self.nic(i as u32).up_flows.len();
                 let me = self.peek(i as u32);
                 uq += me.queued_uploads();
                 let mine = me.have_partitions();
-                uneed += x
-                    .peers
+                uneed += peers
                     .iter()
                     .filter(|&&q| {
-                        let o = &self.nodes[q as usize];
+                        let o = self.node(q);
                         q != ORIGIN && o.done_at.is_none() && {
                             let other = self.peek(q);
                             mine.iter().any(|p| !other.has_partition(p))
@@ -1190,26 +1642,13 @@ impl Sim {
             Ev::Offer { .. } => 7,
             Ev::Timer { .. } => 8,
         };
-        self.events_by_kind[k] += 1;
-        if self.win > 0 {
-            // The half whose state this event may touch (checked in debug builds).
-            self.acting = match ev {
-                Ev::Join { node } | Ev::Timer { node, .. } => (node & 1) as u8,
-                Ev::ReqArrive { src, .. } | Ev::CancelArrive { src, .. } => (src & 1) as u8,
-                Ev::Refused { dst, .. } | Ev::DataDone { dst, .. } => (dst & 1) as u8,
-                Ev::FlowEnd { flow, .. } => (flow & 1) as u8,
-                Ev::Offer { to, .. } => (to & 1) as u8,
-                // Its receivers are in both halves: set for each below.
-                Ev::Have { .. } => ANY_HALF,
-            };
+        // An announcement handled in both halves counts once (in its sender's).
+        if self.mine.is_none_or(|m| m == ev.half()) {
+            self.w.events += 1;
+            self.w.events_by_kind[k] += 1;
         }
-        self.handle_in_half(ev);
-        self.acting = ANY_HALF;
-    }
-
-    fn handle_in_half(&mut self, ev: Ev) {
         match ev {
-            Ev::Join { node } if self.win > 0 => self.win_joins.push(node),
+            Ev::Join { node } if self.k.win > 0 => self.half_mut(node).win_joins.push(node),
             Ev::Join { node } => self.join(node),
             Ev::ReqArrive {
                 src,
@@ -1218,8 +1657,8 @@ impl Sim {
                 range,
             } => self.req_arrive(src, dst, req, range.0..range.1),
             Ev::Refused { dst, req } => {
-                if self.nodes[dst as usize].reqs.remove(&req).is_some() {
-                    let now = dur(self.now);
+                if self.node_mut(dst).reqs.remove(&req).is_some() {
+                    let now = dur(self.w.now);
                     self.planner_mut(dst).handle_request_failed(
                         now,
                         RequestId(req),
@@ -1229,18 +1668,18 @@ impl Sim {
                 }
             }
             Ev::FlowEnd { flow, ver } => {
-                let f = &self.flows[flow as usize];
+                let f = self.flow(flow);
                 if f.alive && f.ver == ver {
-                    self.flows[flow as usize].sched = Ns::MAX;
-                    self.advance_flow(flow, self.now);
-                    let x = &mut self.flows[flow as usize];
+                    self.flow_mut(flow).sched = Ns::MAX;
+                    let now = self.w.now;
+                    self.advance_flow(flow, now);
+                    let x = self.flow_mut(flow);
                     let remaining = x.total - x.done;
                     if remaining <= 1e-6 * x.total.max(1.0) || remaining < 1.0 {
                         self.flow_end(flow);
                     } else if x.rate > 0.0 {
-                        let t = self
-                            .now
-                            .saturating_add(((remaining / x.rate) * 1e9).ceil().max(1.0) as Ns);
+                        let t =
+                            now.saturating_add(((remaining / x.rate) * 1e9).ceil().max(1.0) as Ns);
                         x.sched = t;
                         let (ver, src) = (x.ver, x.src);
                         self.push(src, t, Ev::FlowEnd { flow, ver });
@@ -1248,27 +1687,28 @@ impl Sim {
                 }
             }
             Ev::DataDone { dst, req, bad } => {
-                if self.left[dst as usize] {
+                if self.left(dst) {
                     return;
                 }
-                if let Some(r) = self.nodes[dst as usize].reqs.remove(&req) {
-                    let now = dur(self.now);
+                if let Some(r) = self.node_mut(dst).reqs.remove(&req) {
+                    let t = self.w.now;
+                    let now = dur(t);
                     // With a window the receiver counts a liar's bytes it takes in (without,
                     // the transfer does, as they flow).
-                    if self.win > 0
+                    if self.k.win > 0
                         && bad > 0
-                        && self.nodes[dst as usize]
+                        && self
+                            .node(dst)
                             .bad_from
                             .get(&r.peer)
-                            .is_some_and(|&t| t < self.now)
+                            .is_some_and(|&at| at < t)
                     {
-                        self.liar_bytes_after_bad[(dst & 1) as usize] += f64::from(bad);
+                        self.half_mut(dst).liar_bytes_after_bad += f64::from(bad);
                     }
                     if bad > 0 {
                         // The node learns here that this peer lies (a request it cancelled
                         // while the bad data was in flight taught it nothing).
-                        let t = self.now;
-                        self.nodes[dst as usize].bad_from.entry(r.peer).or_insert(t);
+                        self.node_mut(dst).bad_from.entry(r.peer).or_insert(t);
                         self.planner_mut(dst).handle_request_failed(
                             now,
                             RequestId(req),
@@ -1282,83 +1722,13 @@ impl Sim {
                 }
             }
             Ev::CancelArrive { src, dst, req } => self.cancel_arrive(src, dst, req),
-            Ev::Have { from, part } => {
-                // The announcement arrives at every current peer of the announcer: it joins
-                // the announcer's log, which each peer's planner takes in before its next call
-                // (a receiver that cannot act on it now is not touched, and with a second
-                // thread takes it in there; the same outcome, far fewer cache misses).
-                let q = from as usize;
-                let n = self.shared.arrived[q].load(Ordering::Relaxed);
-                self.shared.log[q][n as usize].store(part, Ordering::Relaxed);
-                self.shared.arrived[q].store(n + 1, Ordering::Release);
-                // A snapshot: a drain below may connect or drop peers of `from`.
-                let mut peers = std::mem::take(&mut self.peers_scratch);
-                peers.clear();
-                peers.extend_from_slice(&self.nodes[q].peers);
-                let mut k = 0;
-                for i in 0..peers.len() {
-                    let node = peers[i];
-                    if self.left[node as usize] {
-                        continue;
-                    }
-                    let x = node as usize;
-                    if self.cfg.hold_back_announcements
-                        && self.passive[x]
-                        && self.cfg.log_node != Some(node)
-                    {
-                        // Only these may be taken in on the announcement thread. (Only the
-                        // simulator clears the shared flag: it is set already if held.)
-                        if self.unseen[x] == UNSEEN_NONE {
-                            self.unseen[x] = UNSEEN_HELD;
-                            self.shared.unseen[x].store(true, Ordering::Release);
-                        }
-                        if self.cfg.announcement_thread {
-                            self.posted[x] = self.posted[x].wrapping_add(1);
-                            self.to_post.push((node, from));
-                        }
-                    } else {
-                        self.unseen[x] = UNSEEN_NOW;
-                        peers[k] = node;
-                        k += 1;
-                    }
-                }
-                peers.truncate(k);
-                if !self.to_post.is_empty() {
-                    self.shared
-                        .backlog
-                        .lock()
-                        .expect("the announcement thread panicked")
-                        .append(&mut self.to_post);
-                    self.shared.ready.store(true, Ordering::Release);
-                }
-                for &node in &peers {
-                    if self.win > 0 {
-                        self.acting = (node & 1) as u8;
-                    }
-                    if self.cfg.log_node == Some(node) {
-                        eprintln!(
-                            "{:.4} n{node} <- Have {part} from {from}",
-                            self.now as f64 / 1e9
-                        );
-                    }
-                    // Takes the announcement in.
-                    let planner = self.planner_mut(node);
-                    let (acts, passive) = (planner.has_actions(), !planner.acts_on_announcements());
-                    drop(planner);
-                    if acts {
-                        self.drain(node);
-                    } else {
-                        self.passive[node as usize] = passive;
-                    }
-                }
-                self.peers_scratch = peers;
-            }
+            Ev::Have { from, part } => self.have(from, part),
             Ev::Offer { from, to } => {
                 // An offer from a peer that is gone is ignored by the planner.
-                if self.left[to as usize] {
+                if self.left(to) {
                     return;
                 }
-                let now = dur(self.now);
+                let now = dur(self.w.now);
                 let from = PeerId(u64::from(from));
                 // An offer the planner would ignore is skipped: the announcements and reports
                 // held back for it stay so (most offers reach planners with a full request
@@ -1372,17 +1742,98 @@ impl Sim {
                 self.drain(to);
             }
             Ev::Timer { node, ver } => {
-                let n = &self.nodes[node as usize];
-                if self.left[node as usize] || n.timer_ver != ver {
+                if self.left(node) || self.node(node).timer_ver != ver {
                     return;
                 }
-                self.nodes[node as usize].timer = None;
+                self.node_mut(node).timer = None;
                 self.report_progress(node);
-                let now = dur(self.now);
+                let now = dur(self.w.now);
                 self.planner_mut(node).handle_timeout(now);
                 self.drain_forced(node);
             }
         }
+    }
+
+    /// An announcement of `from` arrives at its current peers (with a window, at those of
+    /// this half): it joins the announcer's log, which each peer's planner takes in before
+    /// its next call (a receiver that cannot act on it now is not touched, and with a second
+    /// thread takes it in there; the same outcome, far fewer cache misses).
+    fn have(&mut self, from: u32, part: u32) {
+        let k = self.k;
+        let q = from as usize;
+        let arrived = &k.shared.arrived[self.mine.unwrap_or(0)][q];
+        let n = arrived.load(Ordering::Relaxed);
+        if k.win == 0 {
+            k.shared.log[q][n as usize].store(part, Ordering::Relaxed);
+        } else {
+            // Written as it was sent (see `Action::Announce`).
+            debug_assert_eq!(k.shared.log[q][n as usize].load(Ordering::Relaxed), part);
+        }
+        arrived.store(n + 1, Ordering::Release);
+        // A snapshot: a drain below may connect or drop peers of `from`.
+        let mut peers = std::mem::take(&mut self.w.peers_scratch);
+        peers.clear();
+        match self.mine {
+            None => peers.extend_from_slice(&self.top().peers[q]),
+            Some(m) => peers.extend(
+                self.top().peers[q]
+                    .iter()
+                    .copied()
+                    .filter(|&p| (p & 1) as usize == m),
+            ),
+        }
+        let mut kept = 0;
+        for i in 0..peers.len() {
+            let node = peers[i];
+            if self.left(node) {
+                continue;
+            }
+            let x = at(node);
+            let h = self.half_mut(node);
+            if k.cfg.hold_back_announcements && h.passive[x] && k.cfg.log_node != Some(node) {
+                // Only these may be taken in on the announcement thread. (Only the
+                // simulator clears the shared flag: it is set already if held.)
+                if h.unseen[x] == UNSEEN_NONE {
+                    h.unseen[x] = UNSEEN_HELD;
+                    k.shared.unseen[node as usize].store(true, Ordering::Release);
+                }
+                if k.thread {
+                    h.posted[x] = h.posted[x].wrapping_add(1);
+                    self.w.to_post.push((node, from));
+                }
+            } else {
+                h.unseen[x] = UNSEEN_NOW;
+                peers[kept] = node;
+                kept += 1;
+            }
+        }
+        peers.truncate(kept);
+        if !self.w.to_post.is_empty() {
+            k.shared
+                .backlog
+                .lock()
+                .expect("the announcement thread panicked")
+                .append(&mut self.w.to_post);
+            k.shared.ready.store(true, Ordering::Release);
+        }
+        for &node in &peers {
+            if k.cfg.log_node == Some(node) {
+                eprintln!(
+                    "{:.4} n{node} <- Have {part} from {from}",
+                    self.w.now as f64 / 1e9
+                );
+            }
+            // Takes the announcement in.
+            let planner = self.planner_mut(node);
+            let (acts, passive) = (planner.has_actions(), !planner.acts_on_announcements());
+            drop(planner);
+            if acts {
+                self.drain(node);
+            } else {
+                self.half_mut(node).passive[at(node)] = passive;
+            }
+        }
+        self.w.peers_scratch = peers;
     }
 
     fn have_of(&self, node: u32) -> PeerHave {
@@ -1395,36 +1846,36 @@ impl Sim {
     }
 
     fn join(&mut self, node: u32) {
-        if !self.nodes[node as usize].joined {
-            self.nodes[node as usize].joined = true;
-            self.open_slots.push(node);
+        if !self.node(node).joined {
+            self.node_mut(node).joined = true;
+            self.top_mut().open_slots.push(node);
         }
-        self.connect_random(node, self.cfg.initial_peers);
+        self.connect_random(node, self.k.cfg.initial_peers);
         self.drain_forced(node);
     }
 
     /// Connects `node` to up to `want` random joined nodes with a free peer slot (a tracker
     /// handing out a random sample).
     fn connect_random(&mut self, node: u32, want: usize) {
-        let max = self.cfg.max_peers;
+        let max = self.k.cfg.max_peers;
         let mut tries = want * 8 + 8;
         let mut added = 0;
-        while added < want && tries > 0 && !self.open_slots.is_empty() {
+        while added < want && tries > 0 && !self.top().open_slots.is_empty() {
             tries -= 1;
-            let i = self.rng.random_range(0..self.open_slots.len());
-            let cand = self.open_slots[i];
-            let c = &self.nodes[cand as usize];
-            if self.left[cand as usize] || c.peers.len() >= max {
-                self.open_slots.swap_remove(i);
+            let top = self.top_mut();
+            let i = top.rng.random_range(0..top.open_slots.len());
+            let cand = top.open_slots[i];
+            if top.left[cand as usize] || top.peers[cand as usize].len() >= max {
+                top.open_slots.swap_remove(i);
                 continue;
             }
             if cand == node
-                || self.nodes[node as usize].peers.contains(&cand)
-                || self.shunned.contains(&(node.min(cand), node.max(cand)))
+                || top.peers[node as usize].contains(&cand)
+                || top.shunned.contains(&(node.min(cand), node.max(cand)))
             {
                 continue;
             }
-            if self.nodes[node as usize].peers.len() >= max {
+            if top.peers[node as usize].len() >= max {
                 break;
             }
             self.connect(node, cand);
@@ -1433,9 +1884,10 @@ impl Sim {
     }
 
     fn connect(&mut self, a: u32, b: u32) {
-        let now = dur(self.now);
-        self.nodes[a as usize].peers.push(b);
-        self.nodes[b as usize].peers.push(a);
+        let now = dur(self.w.now);
+        let top = self.top_mut();
+        top.peers[a as usize].push(b);
+        top.peers[b as usize].push(a);
         let hb = self.have_of(b);
         let ha = self.have_of(a);
         self.link(a, b);
@@ -1450,21 +1902,23 @@ impl Sim {
 
     /// Cuts the link a–b: flows between them stop, both planners learn the disconnect.
     fn disconnect(&mut self, a: u32, b: u32) {
-        if !self.nodes[a as usize].peers.contains(&b) {
+        if !self.top().peers[a as usize].contains(&b) {
             return;
         }
-        self.nodes[a as usize].peers.retain(|x| *x != b);
-        self.nodes[b as usize].peers.retain(|x| *x != a);
+        let top = self.top_mut();
+        top.peers[a as usize].retain(|x| *x != b);
+        top.peers[b as usize].retain(|x| *x != a);
         // Progress first, so verified prefixes count.
         self.report_progress(a);
         self.report_progress(b);
-        let flows: Vec<u32> = self.nics[a as usize]
+        let nic = self.nic(a);
+        let flows: Vec<u32> = nic
             .up_flows
             .iter()
-            .chain(self.nics[a as usize].down_flows.iter())
+            .chain(nic.down_flows.iter())
             .copied()
             .filter(|&f| {
-                let fl = &self.flows[f as usize];
+                let fl = self.flow(f);
                 (fl.src == a && fl.dst == b) || (fl.src == b && fl.dst == a)
             })
             .collect();
@@ -1472,11 +1926,11 @@ impl Sim {
             self.kill_flow(f, true, a);
         }
         for (x, y) in [(a, b), (b, a)] {
-            let n = &mut self.nodes[x as usize];
+            let n = self.node_mut(x);
             n.reqs.retain(|_, r| r.peer != y);
             n.ups.retain(|_, (d, _, _)| *d != y);
         }
-        let now = dur(self.now);
+        let now = dur(self.w.now);
         self.planner_mut(a)
             .handle_peer_disconnected(now, PeerId(u64::from(b)));
         self.planner_mut(b)
@@ -1486,43 +1940,44 @@ impl Sim {
         self.drain(a);
         self.drain(b);
         for x in [a, b] {
-            let n = &self.nodes[x as usize];
-            if !self.left[x as usize] && n.peers.len() < 4 && n.done_at.is_none() {
-                self.connect_random(x, self.cfg.initial_peers);
+            if !self.left(x)
+                && self.top().peers[x as usize].len() < 4
+                && self.node(x).done_at.is_none()
+            {
+                self.connect_random(x, self.k.cfg.initial_peers);
             }
         }
     }
 
     fn leave(&mut self, node: u32) {
-        self.left[node as usize] = true;
-        let peers = self.nodes[node as usize].peers.clone();
+        self.top_mut().left[node as usize] = true;
+        let peers = self.top().peers[node as usize].clone();
         for p in peers {
             self.disconnect(node, p);
         }
-        self.nodes[node as usize].timer_ver += 1;
+        self.node_mut(node).timer_ver += 1;
     }
 
     /// Reports verified progress of `node`'s active downloads to its planner.
     fn report_progress(&mut self, node: u32) {
-        debug_assert!(self.owns(node), "node {node} read from the other half");
-        let now = self.now;
+        let now = self.w.now;
         // Neither call below adds or removes transfers.
-        for k in 0..self.nics[node as usize].down_flows.len() {
-            let f = self.nics[node as usize].down_flows[k];
-            let done = if self.comes_from_other_half(f, node) {
-                // Read, not advanced: the sender's half owns it. Its rate holds since `snap_at`.
-                let fl = &self.flows[f as usize];
-                (fl.snap_done + fl.rate * (now - fl.snap_at) as f64 / 1e9).min(fl.total)
+        for i in 0..self.nic(node).down_flows.len() {
+            let f = self.nic(node).down_flows[i];
+            let (done, bad, req) = if self.comes_from_other_half(f, node) {
+                // Read, not advanced: the sender's half owns it. Its rate holds since `at`.
+                let s = self.half(node).xin[at(f)];
+                let done = s.done + s.rate * now.saturating_sub(s.at) as f64 / 1e9;
+                (done.min(s.total), s.bad, s.req)
             } else {
                 self.advance_flow(f, now);
-                self.flows[f as usize].done
+                let fl = self.flow(f);
+                (fl.done, fl.bad, fl.req)
             };
-            let fl = &self.flows[f as usize];
-            if fl.bad {
+            if bad {
                 continue;
             }
             let received = (done as u64 / CHUNK_GROUP) * CHUNK_GROUP;
-            let req = fl.req;
             self.planner_mut(node)
                 .handle_request_progress(dur(now), RequestId(req), received);
         }
@@ -1531,14 +1986,15 @@ impl Sim {
     fn req_arrive(&mut self, src: u32, dst: u32, req: u64, range: Range<u64>) {
         // Cancelled meanwhile. (With a window the uploader reads nothing of the requester:
         // the cancel follows this request.)
-        if self.win == 0 && !self.nodes[dst as usize].reqs.contains_key(&req) {
+        if self.k.win == 0 && !self.node(dst).reqs.contains_key(&req) {
             return;
         }
-        if self.left[src as usize] || !self.nodes[src as usize].peers.contains(&dst) {
-            self.push(src, self.now + self.lat, Ev::Refused { dst, req });
+        if self.left(src) || !self.top().peers[src as usize].contains(&dst) {
+            let t = self.w.now + self.k.lat;
+            self.push(src, t, Ev::Refused { dst, req });
             return;
         }
-        let now = dur(self.now);
+        let now = dur(self.w.now);
         // Most uploaders read nothing announcements change here: those held back for them
         // stay so (a request often arrives at the same instant as the requester's
         // announcement, before the second thread has taken that in).
@@ -1549,10 +2005,10 @@ impl Sim {
         };
         let uid = planner.handle_upload_request(now, PeerId(u64::from(dst)), range.clone());
         drop(planner);
-        let ups = &mut self.nodes[src as usize].ups;
+        let ups = &mut self.node_mut(src).ups;
         ups.insert(uid.0, (dst, req, (range.start, range.end)));
-        if self.win == 0
-            && let Some(r) = self.nodes[dst as usize].reqs.get_mut(&req)
+        if self.k.win == 0
+            && let Some(r) = self.node_mut(dst).reqs.get_mut(&req)
         {
             r.arrived = true;
         }
@@ -1560,10 +2016,10 @@ impl Sim {
     }
 
     fn cancel_arrive(&mut self, src: u32, dst: u32, req: u64) {
-        if self.left[src as usize] {
+        if self.left(src) {
             return;
         }
-        let ups = &mut self.nodes[src as usize].ups;
+        let ups = &mut self.node_mut(src).ups;
         let Some(upload) = ups
             .iter()
             .find(|(_, u)| u.0 == dst && u.1 == req)
@@ -1572,15 +2028,16 @@ impl Sim {
             return;
         };
         ups.remove(&upload);
-        let flow = self.nics[src as usize]
+        let flow = self
+            .nic(src)
             .up_flows
             .iter()
             .copied()
-            .find(|&f| self.flows[f as usize].upload == upload);
+            .find(|&f| self.flow(f).upload == upload);
         if let Some(f) = flow {
             self.kill_flow(f, true, src);
         }
-        let now = dur(self.now);
+        let now = dur(self.w.now);
         self.planner_mut(src)
             .handle_upload_done(now, UploadId(upload));
         self.drain(src);
@@ -1597,7 +2054,8 @@ impl Sim {
         if !planner.has_actions() && !self.timer_due_now(node) {
             let passive = !planner.acts_on_announcements();
             drop(planner);
-            self.passive[node as usize] = !self.left[node as usize] && passive;
+            let left = self.left(node);
+            self.half_mut(node).passive[at(node)] = !left && passive;
             return;
         }
         drop(planner);
@@ -1606,22 +2064,20 @@ impl Sim {
 
     /// Whether `node`'s timer is due at this instant (a drain then moves it, see `drain_one`).
     fn timer_due_now(&self, node: u32) -> bool {
-        self.nodes[node as usize]
-            .timer
-            .is_some_and(|t| t <= self.now)
+        self.node(node).timer.is_some_and(|t| t <= self.w.now)
     }
 
-    /// [`Sim::drain`], also when the planner queued no action (its timer is re-armed).
+    /// [`Cx::drain`], also when the planner queued no action (its timer is re-armed).
     fn drain_forced(&mut self, node: u32) {
-        self.drain_queue.push(node);
-        if self.draining {
+        self.w.drain_queue.push(node);
+        if self.w.draining {
             return;
         }
-        self.draining = true;
-        while let Some(n) = self.drain_queue.pop() {
+        self.w.draining = true;
+        while let Some(n) = self.w.drain_queue.pop() {
             self.drain_one(n);
         }
-        self.draining = false;
+        self.w.draining = false;
     }
 
     fn drain_one(&mut self, node: u32) {
@@ -1633,15 +2089,16 @@ impl Sim {
                 break (planner.poll_timeout(), planner.acts_on_announcements());
             };
             drop(planner);
-            if self.cfg.log_node == Some(node) {
-                eprintln!("{:.4} n{node} {a:?}", self.now as f64 / 1e9);
+            if self.k.cfg.log_node == Some(node) {
+                eprintln!("{:.4} n{node} {a:?}", self.w.now as f64 / 1e9);
             }
             self.act(node, a);
         };
         // Re-arm the timer if the planner wants another one.
-        let want = timeout.map(|d| ns(d).max(self.now + 1));
-        let n = &mut self.nodes[node as usize];
-        if !self.left[node as usize] && want.is_some() && want != n.timer {
+        let want = timeout.map(|d| ns(d).max(self.w.now + 1));
+        let left = self.left(node);
+        let n = self.node_mut(node);
+        if !left && want.is_some() && want != n.timer {
             n.timer = want;
             n.timer_ver = n.timer_ver.wrapping_add(1);
             let ver = n.timer_ver;
@@ -1649,35 +2106,37 @@ impl Sim {
                 self.push(node, t, Ev::Timer { node, ver });
             }
         }
-        self.passive[node as usize] = !self.left[node as usize] && !acts;
+        self.half_mut(node).passive[at(node)] = !left && !acts;
     }
 
     /// `node`'s planner, for a call into it: the announcements that arrived for it are taken
     /// in first (see the `Have` event), and until its next drain it counts as one that may
     /// act on announcements.
-    fn planner_mut(&mut self, node: u32) -> PlannerRef<'_> {
+    fn planner_mut(&mut self, node: u32) -> PlannerRef<'a> {
         self.planner_with(node, true)
     }
 
     /// `node`'s planner for a call that does not read what peers have (polling it, or see
-    /// [`Planner::upload_requests_read_announcements`]): like [`Sim::planner_mut`], but the
+    /// [`Planner::upload_requests_read_announcements`]): like [`Cx::planner_mut`], but the
     /// announcements held back for it stay so (for the announcement thread, or its next
     /// call that reads them).
-    fn planner_keep_held(&mut self, node: u32) -> PlannerRef<'_> {
+    fn planner_keep_held(&mut self, node: u32) -> PlannerRef<'a> {
         self.planner_with(node, false)
     }
 
-    /// [`Sim::planner_mut`] (`catch_up`) or [`Sim::planner_keep_held`].
-    fn planner_with(&mut self, node: u32, catch_up: bool) -> PlannerRef<'_> {
-        debug_assert!(self.owns(node), "planner {node} called from the other half");
-        let x = node as usize;
-        let mut due = std::mem::take(&mut self.due_scratch);
-        if !self.nodes[x].reports.is_empty() {
+    /// [`Cx::planner_mut`] (`catch_up`) or [`Cx::planner_keep_held`].
+    fn planner_with(&mut self, node: u32, catch_up: bool) -> PlannerRef<'a> {
+        let k = self.k;
+        let x = at(node);
+        let mut due = std::mem::take(&mut self.w.due_scratch);
+        if !self.node(node).reports.is_empty() {
             self.take_due_reports(node, &mut due);
         }
-        let was_passive = self.passive[x];
-        self.passive[x] = false;
-        let mut slot = lock(&self.shared.slots[x]);
+        let now = self.w.now;
+        let h = self.half_mut(node);
+        let was_passive = h.passive[x];
+        h.passive[x] = false;
+        let mut slot = lock(&k.shared.slots[node as usize]);
         // First the reports due before this call, in event order: they came before the
         // announcement this call may be taking in, and commute with those held back (which
         // only count what peers have).
@@ -1685,23 +2144,24 @@ impl Sim {
             slot.planner
                 .handle_request_progress(dur(r.at), RequestId(r.req), FIRST_REPORT);
             debug_assert!(!slot.planner.has_actions(), "a first progress report acted");
-            self.events += 1;
-            self.events_by_kind[9] += 1;
+            self.w.events += 1;
+            self.w.events_by_kind[9] += 1;
         }
+        self.w.due_scratch = due;
+        let h = self.half_mut(node);
         if !catch_up {
             // Only announcements a planner cannot act on are still held at a call.
-            debug_assert_ne!(self.unseen[x], UNSEEN_NOW);
-            self.due_scratch = due;
+            debug_assert_ne!(h.unseen[x], UNSEEN_NOW);
             return PlannerRef(slot);
         }
-        match std::mem::replace(&mut self.unseen[x], UNSEEN_NONE) {
+        match std::mem::replace(&mut h.unseen[x], UNSEEN_NONE) {
             UNSEEN_NONE => {}
             UNSEEN_HELD => {
-                self.shared.unseen[x].store(false, Ordering::Relaxed);
+                k.shared.unseen[node as usize].store(false, Ordering::Relaxed);
                 // Unless the announcement thread has taken in all that was held back.
-                let handled = self.shared.handled[x].load(Ordering::Acquire);
-                if !self.cfg.announcement_thread || handled != self.posted[x] {
-                    slot.take_in(&self.shared, dur(self.now));
+                let handled = k.shared.handled[node as usize].load(Ordering::Acquire);
+                if !k.thread || handled != h.posted[x] {
+                    slot.take_in(&k.shared, dur(now));
                 }
                 debug_assert!(
                     !was_passive || !slot.planner.has_actions(),
@@ -1709,20 +2169,18 @@ impl Sim {
                 );
             }
             _ => {
-                self.shared.unseen[x].store(false, Ordering::Relaxed);
-                slot.take_in(&self.shared, dur(self.now));
+                k.shared.unseen[node as usize].store(false, Ordering::Relaxed);
+                slot.take_in(&k.shared, dur(now));
             }
         }
-        self.due_scratch = due;
         PlannerRef(slot)
     }
 
     /// Moves `node`'s progress reports that are due before the event being handled into
     /// `due`, in event order, each transfer advanced to its report's time on the way.
     fn take_due_reports(&mut self, node: u32, due: &mut Vec<Report>) {
-        let (now, seq) = (self.now, self.cur_seq);
-        let reports = &mut self.nodes[node as usize].reports;
-        reports.retain(|r| {
+        let (now, seq) = (self.w.now, self.w.cur_seq);
+        self.node_mut(node).reports.retain(|r| {
             let is_due = (r.at, r.seq) < (now, seq);
             if is_due {
                 due.push(*r);
@@ -1735,7 +2193,7 @@ impl Sim {
             // owns it.)
             if r.flow != u32::MAX && !self.comes_from_other_half(r.flow, node) {
                 self.advance_flow(r.flow, r.at);
-                self.flows[r.flow as usize].report_at = Ns::MAX;
+                self.flow_mut(r.flow).report_at = Ns::MAX;
             }
         }
     }
@@ -1743,35 +2201,38 @@ impl Sim {
     /// Makes `b` a peer whose announcements `a`'s planner takes in, from the next one on
     /// (the earlier ones are in the have set `a` is given on connecting).
     fn link(&mut self, a: u32, b: u32) {
-        let arrived = self.shared.arrived[b as usize].load(Ordering::Relaxed);
-        lock(&self.shared.slots[a as usize]).seen.push(Seen {
+        let shared = &self.k.shared;
+        let mut slot = lock(&shared.slots[a as usize]);
+        let taken = shared.arrived[slot.half][b as usize].load(Ordering::Relaxed);
+        slot.seen.push(Seen {
             peer: b,
-            taken: arrived,
+            taken,
             slot: None,
         });
     }
 
-    /// Undoes [`Sim::link`].
+    /// Undoes [`Cx::link`].
     fn unlink(&mut self, a: u32, b: u32) {
-        lock(&self.shared.slots[a as usize])
+        lock(&self.k.shared.slots[a as usize])
             .seen
             .retain(|s| s.peer != b);
     }
 
     /// `node`'s planner for a query that announcements cannot change (those not taken in
     /// yet stay so).
-    fn peek(&self, node: u32) -> PlannerRef<'_> {
-        PlannerRef(lock(&self.shared.slots[node as usize]))
+    fn peek(&self, node: u32) -> PlannerRef<'a> {
+        let k: &'a Setup = self.k;
+        PlannerRef(lock(&k.shared.slots[node as usize]))
     }
 
     fn act(&mut self, node: u32, a: Action) {
-        let lat = self.lat;
-        let now = self.now;
+        let lat = self.k.lat;
+        let now = self.w.now;
         match a {
             Action::Request { id, peer, range } => {
                 let peer = peer.0 as u32;
-                self.requests += 1;
-                self.nodes[node as usize].reqs.insert(
+                self.w.requests += 1;
+                self.node_mut(node).reqs.insert(
                     id.0,
                     ReqState {
                         peer,
@@ -1791,7 +2252,7 @@ impl Sim {
                 );
             }
             Action::Cancel { id } => {
-                if let Some(r) = self.nodes[node as usize].reqs.remove(&id.0) {
+                if let Some(r) = self.node_mut(node).reqs.remove(&id.0) {
                     // Stop counting at the receiver now; the sender stops one latency later.
                     // (A transfer from the other half, with a window, runs on until the
                     // cancel arrives: the receiver cannot reach into the sender's half.)
@@ -1802,7 +2263,7 @@ impl Sim {
                     }
                     // Without a window, a request that has not arrived yet is not followed:
                     // ReqArrive finds it gone.
-                    if r.arrived || self.win > 0 {
+                    if r.arrived || self.k.win > 0 {
                         self.push(
                             node,
                             now + lat,
@@ -1816,14 +2277,14 @@ impl Sim {
                 }
             }
             Action::AcceptUpload { id } => {
-                let Some(&(dst, req, range)) = self.nodes[node as usize].ups.get(&id.0) else {
+                let Some(&(dst, req, range)) = self.node(node).ups.get(&id.0) else {
                     return;
                 };
-                if self.win == 0 && !self.nodes[dst as usize].reqs.contains_key(&req) {
+                if self.k.win == 0 && !self.node(dst).reqs.contains_key(&req) {
                     // Cancelled: the CancelArrive is on its way.
                     return;
                 }
-                let liar = self.nodes[node as usize].liar;
+                let liar = self.node(node).liar;
                 let len = (range.1 - range.0) as f64;
                 let total = if liar {
                     (CHUNK_GROUP as f64).min(len)
@@ -1834,23 +2295,25 @@ impl Sim {
                 // A receiver cannot end a transfer from the other half: it is not told which
                 // serves its request.
                 if !self.crosses(node, dst)
-                    && let Some(r) = self.nodes[dst as usize].reqs.get_mut(&req)
+                    && let Some(r) = self.node_mut(dst).reqs.get_mut(&req)
                 {
                     r.flow = Some(f);
                 }
             }
             Action::RefuseUpload { id } => {
-                if let Some((dst, req, _)) = self.nodes[node as usize].ups.remove(&id.0) {
+                if let Some((dst, req, _)) = self.node_mut(node).ups.remove(&id.0) {
                     self.push(node, now + lat, Ev::Refused { dst, req });
                 }
             }
             Action::Ban { peer } | Action::Disconnect { peer } => {
                 let peer = peer.0 as u32;
-                if self.win > 0 {
+                if self.k.win > 0 {
                     // Touches both ends: at the window's end.
-                    self.win_drops.push((node, peer));
+                    self.half_mut(node).win_drops.push((node, peer));
                 } else {
-                    self.shunned.insert((node.min(peer), node.max(peer)));
+                    self.top_mut()
+                        .shunned
+                        .insert((node.min(peer), node.max(peer)));
                     self.disconnect(node, peer);
                 }
             }
@@ -1866,21 +2329,34 @@ impl Sim {
             }
             Action::Announce { partition } => {
                 // Only honest copies count for the origin's departure.
-                if node != ORIGIN && !self.nodes[node as usize].liar {
-                    let c = &mut self.copies[partition as usize];
-                    *c += 1;
-                    if *c == 1 {
-                        self.uncovered -= 1;
-                        if self.uncovered == 0
-                            && self.cfg.origin_leaves_after_copy
-                            && !self.origin_left
-                        {
-                            self.origin_left = true;
-                            if self.win == 0 {
+                if node != ORIGIN && !self.node(node).liar {
+                    if self.k.win == 0 {
+                        let leaves = self.k.cfg.origin_leaves_after_copy;
+                        let top = self.top_mut();
+                        let c = &mut top.copies[partition as usize];
+                        *c += 1;
+                        if *c == 1 {
+                            top.uncovered -= 1;
+                            if top.uncovered == 0 && leaves && !top.origin_left {
+                                top.origin_left = true;
                                 self.leave(ORIGIN);
                             }
                         }
+                    } else {
+                        // Each half counts its own; the counts meet at the window's end.
+                        let h = self.half_mut(node);
+                        if !h.covered[partition as usize] {
+                            h.covered[partition as usize] = true;
+                            h.newly_covered.push(partition);
+                        }
                     }
+                }
+                if self.k.win > 0 {
+                    // Written to the log as it is sent: each half counts its arrivals.
+                    let n = self.node(node).announced;
+                    self.k.shared.log[node as usize][n as usize]
+                        .store(partition, Ordering::Relaxed);
+                    self.node_mut(node).announced += 1;
                 }
                 self.push(
                     node,
@@ -1892,11 +2368,11 @@ impl Sim {
                 );
             }
             Action::Complete => {
-                let n = &mut self.nodes[node as usize];
+                let n = self.node_mut(node);
                 if n.done_at.is_none() && node != ORIGIN {
                     n.done_at = Some(now);
                     if !n.liar {
-                        self.honest_left_to_complete -= 1;
+                        self.half_mut(node).honest_left -= 1;
                     }
                 }
             }
@@ -1906,42 +2382,70 @@ impl Sim {
     // ----------------------------------------------------------------------------------------
     // Fluid transfers
 
-    /// Whether the event being handled may touch `node`'s state ([`Sim::acting`]): the check
-    /// that a window's events in one half could run beside the other half's.
+    /// Whether the event being handled may touch `node`'s state (its half runs).
     fn owns(&self, node: u32) -> bool {
-        self.acting == ANY_HALF || u32::from(self.acting) == node & 1
+        self.mine.is_none_or(|m| m == (node & 1) as usize)
     }
 
     /// Whether transfer `f` comes into `node` from the other half (its id is even when its
     /// sender is; [`SimConfig::window`]).
     fn comes_from_other_half(&self, f: u32, node: u32) -> bool {
-        self.win > 0 && (f ^ node) & 1 == 1
+        self.k.win > 0 && (f ^ node) & 1 == 1
     }
 
     /// Whether a transfer between `a` and `b` crosses the halves ([`SimConfig::window`]).
     fn crosses(&self, a: u32, b: u32) -> bool {
-        self.win > 0 && (a ^ b) & 1 == 1
+        self.k.win > 0 && (a ^ b) & 1 == 1
     }
 
     /// Whether the current window's end has anything to do.
     fn window_end_has_work(&self) -> bool {
-        !self.win_dirty.is_empty()
-            || !self.win_adds.is_empty()
-            || !self.win_unlists.is_empty()
-            || !self.win_free.is_empty()
-            || !self.win_pairs.is_empty()
-            || !self.win_joins.is_empty()
-            || !self.win_drops.is_empty()
-            || (self.origin_left && !self.left[ORIGIN as usize])
+        self.h.iter().flatten().any(|h| {
+            !h.win_dirty.is_empty()
+                || !h.win_adds.is_empty()
+                || !h.win_unlists.is_empty()
+                || !h.win_free.is_empty()
+                || !h.win_pairs.is_empty()
+                || !h.win_joins.is_empty()
+                || !h.win_drops.is_empty()
+        }) || (self.top().origin_left && !self.left(ORIGIN))
     }
 
     /// The transfers of a [`side`].
     fn side_flows(&self, k: u32) -> &[u32] {
-        let n = &self.nics[(k / 2) as usize];
+        let n = self.nic(k / 2);
         if k % 2 == 1 {
             &n.up_flows
         } else {
             &n.down_flows
+        }
+    }
+
+    /// First at a window's end: the events each half made for the other reach its queue, and
+    /// the partitions the halves got first copies of are counted (the origin may leave).
+    fn merge_window(&mut self) {
+        for h in 0..2 {
+            let mut out = std::mem::take(&mut self.hh(h).outbox);
+            for (t, seq, ev) in out.drain(..) {
+                self.hh(1 - h).heap.push(t, seq, ev);
+            }
+            self.hh(h).outbox = out;
+            let newly = std::mem::take(&mut self.hh(h).newly_covered);
+            let leaves = self.k.cfg.origin_leaves_after_copy;
+            let top = self.top_mut();
+            for &p in &newly {
+                let c = &mut top.copies[p as usize];
+                *c += 1;
+                if *c == 1 {
+                    top.uncovered -= 1;
+                }
+            }
+            if top.uncovered == 0 && leaves {
+                top.origin_left = true;
+            }
+            let mut newly = newly;
+            newly.clear();
+            self.hh(h).newly_covered = newly;
         }
     }
 
@@ -1950,55 +2454,85 @@ impl Sim {
     /// other half), what ended at one end of a transfer between the halves reaches the
     /// other, and the rates around every side touched by such transfers are re-shared.
     fn window_end(&mut self) {
-        // Before every event at this instant.
-        self.cur_seq = 0;
-        self.in_barrier = true;
+        self.w.in_barrier = true;
         // What one half did to the other's side of transfers between them.
-        for f in std::mem::take(&mut self.win_adds) {
-            let x = &self.flows[f as usize];
-            if x.alive {
-                let dst = x.dst;
-                self.nics[dst as usize].down_flows.push(f);
+        for h in 0..2 {
+            for f in std::mem::take(&mut self.hh(h).win_adds) {
+                let x = self.flow(f);
+                if x.alive {
+                    let dst = x.dst;
+                    let snap = Snap {
+                        done: x.snap_done,
+                        at: x.snap_at,
+                        rate: x.rate,
+                        total: x.total,
+                        bad: x.bad,
+                        req: x.req,
+                    };
+                    self.nic_mut(dst).down_flows.push(f);
+                    self.set_snap(dst, f, snap);
+                }
             }
         }
-        for (k, f, rate) in std::mem::take(&mut self.win_unlists) {
-            let n = &mut self.nics[(k / 2) as usize];
-            let x = &mut self.sides[k as usize];
-            remove_flow(&mut n.down_flows, &mut x.used, f, rate);
-            self.win_dirty.push(k);
-        }
-        for f in std::mem::take(&mut self.win_free) {
-            self.free_half[(f & 1) as usize].push(f);
+        let mut d = Vec::new();
+        for h in 0..2 {
+            for (k, f, rate) in std::mem::take(&mut self.hh(h).win_unlists) {
+                let half = self.half_mut(k / 2);
+                let x = &mut half.sides[side_at(k)];
+                remove_flow(&mut half.nics[at(k / 2)].down_flows, &mut x.used, f, rate);
+                d.push(k);
+            }
+            for f in std::mem::take(&mut self.hh(h).win_free) {
+                self.hh(h).free.push(f);
+            }
         }
         // What touches both halves.
-        for node in std::mem::take(&mut self.win_joins) {
-            self.join(node);
+        for h in 0..2 {
+            for node in std::mem::take(&mut self.hh(h).win_joins) {
+                self.join(node);
+            }
         }
-        for (node, peer) in std::mem::take(&mut self.win_drops) {
-            self.shunned.insert((node.min(peer), node.max(peer)));
-            self.disconnect(node, peer);
+        for h in 0..2 {
+            for (node, peer) in std::mem::take(&mut self.hh(h).win_drops) {
+                self.top_mut()
+                    .shunned
+                    .insert((node.min(peer), node.max(peer)));
+                self.disconnect(node, peer);
+            }
         }
-        if self.origin_left && !self.left[ORIGIN as usize] {
+        if self.top().origin_left && !self.left(ORIGIN) {
             self.leave(ORIGIN);
         }
-        if !self.dirty.is_empty() {
+        if !self.w.dirty.is_empty() {
             self.flush_dirty();
         }
-        let mut d = std::mem::take(&mut self.win_dirty);
+        let mut pairs = Vec::new();
+        for h in 0..2 {
+            let x = self.hh(h);
+            d.append(&mut x.win_dirty);
+            pairs.append(&mut x.win_pairs);
+        }
         d.sort_unstable();
         d.dedup();
-        self.window_flush = true;
-        let pairs = std::mem::take(&mut self.win_pairs);
+        self.w.window_flush = true;
         for chunk in pairs.chunks(8) {
             self.recompute(chunk);
         }
         for chunk in d.chunks(8) {
             self.recompute(chunk);
         }
-        self.window_flush = false;
-        d.clear();
-        self.win_dirty = d;
-        self.in_barrier = false;
+        self.w.window_flush = false;
+        self.w.in_barrier = false;
+    }
+
+    /// What `dst`'s half knows of transfer `f` from the other half.
+    fn set_snap(&mut self, dst: u32, f: u32, snap: Snap) {
+        let h = self.half_mut(dst);
+        let i = at(f);
+        if h.xin.len() <= i {
+            h.xin.resize(i + 1, Snap::default());
+        }
+        h.xin[i] = snap;
     }
 
     fn start_flow(
@@ -2010,25 +2544,31 @@ impl Sim {
         total: f64,
         bad: bool,
     ) -> u32 {
-        let id = if self.win == 0 {
-            self.free_flows.pop().unwrap_or_else(|| {
-                self.flows.push(Flow::default());
-                (self.flows.len() - 1) as u32
-            })
-        } else {
-            // Ids by the sender's half: each half could number its transfers alone.
-            let h = (src & 1) as usize;
-            self.free_half[h].pop().unwrap_or_else(|| {
-                let id = 2 * self.flows_made[h] + h as u32;
-                self.flows_made[h] += 1;
-                if self.flows.len() <= id as usize {
-                    self.flows.resize(id as usize + 1, Flow::default());
+        let id = if self.k.win == 0 {
+            let top = self.top_mut();
+            match top.free_flows.pop() {
+                Some(id) => id,
+                None => {
+                    let id = top.flows_made;
+                    top.flows_made += 1;
+                    self.half_mut(id).flows.push(Flow::default());
+                    id
                 }
+            }
+        } else {
+            // Ids by the sender's half: each half numbers its transfers alone.
+            let h = self.half_mut(src);
+            h.free.pop().unwrap_or_else(|| {
+                let id = 2 * h.flows_made + (src & 1);
+                h.flows_made += 1;
+                h.flows.push(Flow::default());
                 id
             })
         };
-        let ver = self.flows[id as usize].ver.wrapping_add(1);
-        self.flows[id as usize] = Flow {
+        let now = self.w.now;
+        let fl = self.flow_mut(id);
+        let ver = fl.ver.wrapping_add(1);
+        *fl = Flow {
             alive: true,
             src,
             dst,
@@ -2037,25 +2577,26 @@ impl Sim {
             total,
             done: 0.0,
             rate: 0.0,
-            last: self.now,
+            last: now,
             ver,
             bad,
             sched: Ns::MAX,
             progress: false,
             report_at: Ns::MAX,
             snap_done: 0.0,
-            snap_at: self.now,
+            snap_at: now,
         };
-        self.nics[src as usize].up_flows.push(id);
+        self.nic_mut(src).up_flows.push(id);
         if self.crosses(src, dst) {
             // The receiver's half lists it at the window's end.
-            self.win_adds.push(id);
-            self.win_pairs.push(side(src, true));
-            self.win_pairs.push(side(dst, false));
+            let h = self.half_mut(src);
+            h.win_adds.push(id);
+            h.win_pairs.push(side(src, true));
+            h.win_pairs.push(side(dst, false));
         } else {
-            self.nics[dst as usize].down_flows.push(id);
-            self.dirty.push(side(src, true));
-            self.dirty.push(side(dst, false));
+            self.nic_mut(dst).down_flows.push(id);
+            self.w.dirty.push(side(src, true));
+            self.w.dirty.push(side(dst, false));
         }
         id
     }
@@ -2063,7 +2604,7 @@ impl Sim {
     fn advance_flow(&mut self, f: u32, now: Ns) {
         // A pending first progress report stops the transfer at its time first (handled as an
         // event, it did; the same rounding of `done`).
-        let at = self.flows[f as usize].report_at;
+        let at = self.flow(f).report_at;
         if at < now {
             self.advance_flow_to(f, at);
         }
@@ -2071,53 +2612,49 @@ impl Sim {
     }
 
     fn advance_flow_to(&mut self, f: u32, now: Ns) {
-        debug_assert!(
-            self.owns(self.flows[f as usize].src),
-            "transfer {f} advanced from its receiver's half"
-        );
-        let fl = &mut self.flows[f as usize];
+        let win = self.k.win;
+        // (Only the sender's half reaches it.)
+        let fl = self.flow_mut(f);
         if now <= fl.last {
             return;
         }
         let add = (fl.rate * (now - fl.last) as f64 / 1e9).min(fl.total - fl.done);
         fl.done += add;
         fl.last = now;
-        let src_origin = fl.src == ORIGIN;
-        let (src, dst, bad) = (fl.src, fl.dst, fl.bad);
-        if src_origin {
-            self.origin_egress += add;
+        let (src, dst, bad, req) = (fl.src, fl.dst, fl.bad, fl.req);
+        if src == ORIGIN {
+            self.half_mut(ORIGIN).origin_egress += add;
         }
         // A liar's transfers, and only those, carry bad data; the receiver takes in bytes of
         // requests it still has. (With a window the receiver counts them, see `DataDone`.)
-        let req = fl.req;
-        let dst_node = &self.nodes[dst as usize];
-        if self.win == 0
-            && bad
-            && dst_node.bad_from.get(&src).is_some_and(|&t| t < now)
-            && dst_node.reqs.contains_key(&req)
-        {
-            self.liar_bytes_after_bad[0] += add;
+        if win == 0 && bad {
+            let d = self.node(dst);
+            if d.bad_from.get(&src).is_some_and(|&t| t < now) && d.reqs.contains_key(&req) {
+                self.hh(0).liar_bytes_after_bad += add;
+            }
         }
     }
 
     /// Removes a flow (finished or aborted at node `at`, one of its ends) and re-shares the
     /// capacities around it (at the other end at the window's end, for a transfer between
     /// the halves).
-    fn kill_flow(&mut self, f: u32, aborted: bool, at: u32) {
-        let now = self.now;
+    fn kill_flow(&mut self, f: u32, aborted: bool, at_node: u32) {
+        let now = self.w.now;
         self.advance_flow(f, now);
-        let fl = &mut self.flows[f as usize];
+        let fl = self.flow_mut(f);
         if !fl.alive {
             return;
         }
         fl.alive = false;
         fl.ver = fl.ver.wrapping_add(1);
-        let (src, dst, done) = (fl.src, fl.dst, fl.done);
-        if std::mem::replace(&mut fl.report_at, Ns::MAX) != Ns::MAX {
+        let (src, dst, done, bad, req, rate) = (fl.src, fl.dst, fl.done, fl.bad, fl.req, fl.rate);
+        let had_report = std::mem::replace(&mut fl.report_at, Ns::MAX) != Ns::MAX;
+        fl.rate = 0.0;
+        if had_report {
             // A report due before now stays for the receiver's next call; a later one would
             // have found the transfer gone.
-            let (now, seq) = (self.now, self.cur_seq);
-            let reports = &mut self.nodes[dst as usize].reports;
+            let seq = self.w.cur_seq;
+            let reports = &mut self.node_mut(dst).reports;
             if let Some(i) = reports.iter().position(|r| r.flow == f) {
                 if (reports[i].at, reports[i].seq) < (now, seq) {
                     reports[i].flow = u32::MAX;
@@ -2126,65 +2663,69 @@ impl Sim {
                 }
             }
         }
-        let fl = &self.flows[f as usize];
         if aborted {
             // The receiver keeps the verified prefix (whole chunk groups) of an honest transfer.
-            let kept = if fl.bad {
+            let kept = if bad {
                 0.0
             } else {
                 (done / CHUNK_GROUP as f64).floor() * CHUNK_GROUP as f64
             };
-            let h = if self.win == 0 { 0 } else { (f & 1) as usize };
-            self.wasted[h] += done - kept;
+            let h = if self.k.win == 0 { 0 } else { (f & 1) as usize };
+            self.hh(h).wasted += done - kept;
         }
-        let rate = fl.rate;
-        self.flows[f as usize].rate = 0.0;
         // Within a window, a transfer between the halves ends at its sender (a receiver
         // does not end one): its receiver's side learns of it at the window's end.
-        let defer = self.crosses(src, dst) && !self.in_barrier;
-        debug_assert!(self.owns(at), "transfer {f} ended from the other half");
+        let defer = self.crosses(src, dst) && !self.w.in_barrier;
+        debug_assert!(self.owns(at_node), "transfer {f} ended from the other half");
         debug_assert!(
-            !defer || at == src,
+            !defer || at_node == src,
             "a receiver ended a transfer from the other half"
         );
-        let up = &mut self.sides[side(src, true) as usize].used;
-        remove_flow(&mut self.nics[src as usize].up_flows, up, f, rate);
-        self.dirty.push(side(src, true));
+        let h = self.half_mut(src);
+        let k = side_at(side(src, true));
+        remove_flow(&mut h.nics[at(src)].up_flows, &mut h.sides[k].used, f, rate);
+        self.w.dirty.push(side(src, true));
         if defer {
-            self.win_unlists.push((side(dst, false), f, rate));
-            self.win_free.push(f);
+            let h = self.half_mut(src);
+            h.win_unlists.push((side(dst, false), f, rate));
+            h.win_free.push(f);
         } else {
-            let down = &mut self.sides[side(dst, false) as usize].used;
-            remove_flow(&mut self.nics[dst as usize].down_flows, down, f, rate);
-            self.dirty.push(side(dst, false));
-            if let Some(r) = self.nodes[dst as usize]
-                .reqs
-                .get_mut(&self.flows[f as usize].req)
+            let h = self.half_mut(dst);
+            let k = side_at(side(dst, false));
+            remove_flow(
+                &mut h.nics[at(dst)].down_flows,
+                &mut h.sides[k].used,
+                f,
+                rate,
+            );
+            self.w.dirty.push(side(dst, false));
+            if let Some(r) = self.node_mut(dst).reqs.get_mut(&req)
                 && r.flow == Some(f)
             {
                 r.flow = None;
             }
-            if self.win == 0 {
-                self.free_flows.push(f);
+            if self.k.win == 0 {
+                self.top_mut().free_flows.push(f);
             } else {
-                self.free_half[(f & 1) as usize].push(f);
+                self.half_mut(f).free.push(f);
             }
         }
     }
 
     fn flow_end(&mut self, f: u32) {
-        let fl = self.flows[f as usize].clone();
-        self.advance_flow(f, self.now);
+        let fl = self.flow(f).clone();
+        self.advance_flow(f, self.w.now);
         let (src, dst, req, upload, bad) = (fl.src, fl.dst, fl.req, fl.upload, fl.bad);
         // Bytes of a liar's transfer are counted as wasted.
         self.kill_flow(f, bad, src);
-        self.nodes[src as usize].ups.remove(&upload);
-        let now = dur(self.now);
+        self.node_mut(src).ups.remove(&upload);
+        let now = dur(self.w.now);
         self.planner_mut(src)
             .handle_upload_done(now, UploadId(upload));
         self.drain(src);
         let bad = if bad { fl.total as u32 } else { 0 };
-        self.push(src, self.now + self.lat, Ev::DataDone { dst, req, bad });
+        let t = self.w.now + self.k.lat;
+        self.push(src, t, Ev::DataDone { dst, req, bad });
     }
 
     /// Re-shares capacities after the transfers on `changed` sides (`node * 2 + is_up`: a
@@ -2197,7 +2738,7 @@ impl Sim {
     /// and always feasible: no node ever sends or receives more than its capacity.
     fn recompute(&mut self, changed: &[u32]) {
         let freed = self.refill(changed);
-        if self.cfg.second_round && !freed.is_empty() {
+        if self.k.cfg.second_round && !freed.is_empty() {
             self.refill(&freed);
         }
     }
@@ -2205,26 +2746,27 @@ impl Sim {
     /// Re-shares rates around every side whose transfers changed at this instant, a few
     /// sides at a time (progressive filling is superlinear in the transfers involved).
     fn flush_dirty(&mut self) {
-        let mut d = std::mem::take(&mut self.dirty);
+        let mut d = std::mem::take(&mut self.w.dirty);
         d.sort_unstable();
         d.dedup();
-        if self.win > 0 {
+        if self.k.win > 0 {
             // Their transfers to or from the other half were held fixed: re-shared at the end.
-            self.win_dirty.extend_from_slice(&d);
+            let h = self.mine.unwrap_or(0);
+            self.hh(h).win_dirty.extend_from_slice(&d);
         }
         for chunk in d.chunks(8) {
             self.recompute(chunk);
         }
         d.clear();
-        self.dirty = d;
+        self.w.dirty = d;
     }
 
     /// One progressive-filling round over the transfers of `sides`; returns the sides at the
     /// far end of transfers that slowed down (only with [`SimConfig::second_round`]).
     fn refill(&mut self, sides: &[u32]) -> Vec<u32> {
-        let mut sc = std::mem::take(&mut self.scratch);
+        let mut sc = std::mem::take(&mut self.w.scratch);
         let freed = self.refill_with(sides, &mut sc);
-        self.scratch = sc;
+        self.w.scratch = sc;
         freed
     }
 
@@ -2233,13 +2775,20 @@ impl Sim {
         fl.clear();
         for &k in sides {
             let list = self.side_flows(k);
-            if self.win == 0 || self.window_flush {
+            if self.k.win == 0 || self.w.window_flush {
                 fl.extend(list.iter().copied());
             } else {
-                fl.extend(list.iter().copied().filter(|&f| {
-                    let x = &self.flows[f as usize];
-                    !self.crosses(x.src, x.dst)
-                }));
+                // (Without reading a download's transfers: those from the other half are
+                // that half's. Their ids tell: by the sender's half.)
+                let node = k / 2;
+                if k % 2 == 1 {
+                    fl.extend(list.iter().copied().filter(|&f| {
+                        let x = self.flow(f);
+                        !self.crosses(x.src, x.dst)
+                    }));
+                } else {
+                    fl.extend(list.iter().copied().filter(|&f| (f ^ node) & 1 == 0));
+                }
             }
         }
         fl.sort_unstable();
@@ -2255,8 +2804,8 @@ impl Sim {
             sc.slot.iter_mut().for_each(|s| *s = (0, 0));
             sc.epoch = 1;
         }
-        if sc.slot.len() < self.nodes.len() * 2 {
-            sc.slot.resize(self.nodes.len() * 2, (0, 0));
+        if sc.slot.len() < self.k.total * 2 {
+            sc.slot.resize(self.k.total * 2, (0, 0));
         }
         let epoch = sc.epoch;
         let cons = &mut sc.cons;
@@ -2264,7 +2813,7 @@ impl Sim {
         let ends = &mut sc.ends;
         ends.clear();
         for &f in fl.iter() {
-            let x = &self.flows[f as usize];
+            let x = self.flow(f);
             let mut end = |node: u32, up: bool| {
                 let k = side(node, up) as usize;
                 let s = &mut sc.slot[k];
@@ -2272,7 +2821,7 @@ impl Sim {
                     *s = (epoch, cons.len() as u32);
                     // Residual capacity: what the transfers outside `fl` leave (their rates
                     // held fixed); the rates of `fl` are added back below.
-                    let x = &self.sides[k];
+                    let x = self.side_of(k as u32);
                     cons.push((x.cap - x.used, 0u32));
                 }
                 s.1 as usize
@@ -2280,7 +2829,7 @@ impl Sim {
             ends.push((end(x.src, true), end(x.dst, false)));
         }
         for (i, &f) in fl.iter().enumerate() {
-            let r = self.flows[f as usize].rate;
+            let r = self.flow(f).rate;
             cons[ends[i].0].0 += r;
             cons[ends[i].1].0 += r;
         }
@@ -2345,20 +2894,20 @@ impl Sim {
                 break;
             }
         }
-        let now = self.now;
+        let now = self.w.now;
         let mut freed = Vec::new();
         for (i, &f) in fl.iter().enumerate() {
             // Below a byte per second is no progress (and would overflow the clock).
             let new = if rate[i] < 1.0 { 0.0 } else { rate[i] };
-            let old = self.flows[f as usize].rate;
+            let old = self.flow(f).rate;
             // A rise under 1 % is not applied: it would only move this transfer's end event a
             // little earlier (a fifth of all events), and leaving it is feasible (at most 1 %
             // of a capacity unused, so the simulator errs on the slow side).
             if (new - old).abs() <= 1e-9 * new.max(1.0) || (new > old && new < old * 1.01) {
                 continue;
             }
-            if new < old && self.cfg.second_round {
-                let x = &self.flows[f as usize];
+            if new < old && self.k.cfg.second_round {
+                let x = self.flow(f);
                 for s in [side(x.src, true), side(x.dst, false)] {
                     if !sides.contains(&s) {
                         freed.push(s);
@@ -2366,35 +2915,48 @@ impl Sim {
                 }
             }
             self.advance_flow(f, now);
-            let x = &mut self.flows[f as usize];
+            let x = self.flow_mut(f);
             x.rate = new;
             x.snap_done = x.done;
             x.snap_at = now;
             let (src, dst) = (x.src, x.dst);
-            self.sides[side(src, true) as usize].used += new - old;
-            self.sides[side(dst, false) as usize].used += new - old;
+            let snap = Snap {
+                done: x.done,
+                at: now,
+                rate: new,
+                total: x.total,
+                bad: x.bad,
+                req: x.req,
+            };
+            self.side_of_mut(side(src, true)).used += new - old;
+            self.side_of_mut(side(dst, false)).used += new - old;
             let cross = self.crosses(src, dst);
-            let x = &mut self.flows[f as usize];
+            if cross {
+                // (At a window's end: in a window these keep their rates.)
+                self.set_snap(dst, f, snap);
+            }
+            let lat = self.k.lat;
+            let x = self.flow_mut(f);
             let remaining = (x.total - x.done).max(0.0);
             if new > 0.0 && !x.progress && x.total > PROGRESS_STEP as f64 && !x.bad {
                 // The receiver sees the first PROGRESS_STEP bytes one latency after they left.
                 x.progress = true;
                 let step = (PROGRESS_STEP as f64 - x.done).max(0.0);
-                let t = now + self.lat + ((step / new) * 1e9).ceil() as Ns;
+                let t = now + lat + ((step / new) * 1e9).ceil() as Ns;
                 if !cross {
                     x.report_at = t;
                 }
                 let (src, dst, req) = (x.src, x.dst, x.req);
                 // Numbered as the event it stands for.
                 let seq = self.next_seq(src);
-                self.nodes[dst as usize].reports.push(Report {
+                self.node_mut(dst).reports.push(Report {
                     at: t,
                     seq,
                     flow: f,
                     req,
                 });
             }
-            let x = &mut self.flows[f as usize];
+            let x = self.flow_mut(f);
             if new > 0.0 {
                 // Only an earlier end needs a new event; a later one is re-armed when the
                 // pending event fires early.
@@ -2409,9 +2971,9 @@ impl Sim {
         }
         debug_assert!(
             fl.iter().all(|&f| {
-                let x = &self.flows[f as usize];
+                let x = self.flow(f);
                 [side(x.src, true), side(x.dst, false)].iter().all(|&k| {
-                    let s = &self.sides[k as usize];
+                    let s = self.side_of(k);
                     s.used <= s.cap * (1.0 + 1e-6) + 1.0
                 })
             }),
@@ -2502,21 +3064,22 @@ mod tests {
             partition_size: 1 << 20,
             ..SimConfig::default()
         });
-        while sim.heap.peek_time() == Some(0) {
-            match sim.heap.pop() {
-                Some((_, _, Ev::Join { node })) => sim.join(node),
+        let mut cx = sim.cx();
+        while cx.hh(0).heap.peek_time() == Some(0) {
+            match cx.hh(0).heap.pop() {
+                Some((_, _, Ev::Join { node })) => cx.join(node),
                 Some((t, seq, ev)) => {
-                    sim.heap.push(t, seq, ev);
+                    cx.hh(0).heap.push(t, seq, ev);
                     break;
                 }
                 None => break,
             }
         }
-        let mut dist = vec![u32::MAX; sim.nodes.len()];
+        let mut dist = vec![u32::MAX; cx.k.total];
         dist[ORIGIN as usize] = 0;
         let mut queue = std::collections::VecDeque::from([ORIGIN]);
         while let Some(x) = queue.pop_front() {
-            for &y in &sim.nodes[x as usize].peers {
+            for &y in &cx.top().peers[x as usize] {
                 if dist[y as usize] == u32::MAX {
                     dist[y as usize] = dist[x as usize] + 1;
                     queue.push_back(y);
@@ -2576,6 +3139,19 @@ mod tests {
         assert_eq!(origin_leaves.completed_nodes, origin_leaves.honest_nodes);
         let b = run(cfg.clone());
         assert_eq!(a.node_completion_s, b.node_completion_s);
+        // The halves' windows on two threads: the same run, to the last byte counted.
+        let parallel = run(SimConfig {
+            parallel_halves: true,
+            ..cfg.clone()
+        });
+        assert_eq!(a, parallel);
+        let parallel_origin_leaves = run(SimConfig {
+            lying_nodes: 0,
+            origin_leaves_after_copy: true,
+            parallel_halves: true,
+            ..cfg.clone()
+        });
+        assert_eq!(origin_leaves, parallel_origin_leaves);
         let at_once = run(SimConfig {
             window: None,
             ..cfg

@@ -127,7 +127,8 @@ struct Args {
     #[arg(long, default_value_t = 16)]
     initial_peers: usize,
     /// Threads: 2 lets planners that cannot act on announcements take them in on a second
-    /// thread (the same results, sooner on two cores); 1 runs everything on one.
+    /// thread, or with --window-us runs the two halves' events of each window on two threads
+    /// (the same results, sooner on two cores); 1 runs everything on one.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     threads: u8,
     /// Print JSON (the only output format; accepted for compatibility).
@@ -186,6 +187,7 @@ fn main() -> ExitCode {
     cfg.window = args.window_us.map(Duration::from_micros);
     cfg.initial_peers = args.initial_peers;
     cfg.announcement_thread = args.threads == 2;
+    cfg.parallel_halves = args.threads == 2;
     if let Some(r) = args.request_size {
         cfg.planner.request_size = r;
     }
