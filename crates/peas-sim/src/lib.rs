@@ -7,7 +7,7 @@
 //! 128 KiB to its planner, as peas-net does every 128 KiB. Nodes may join late, be slow, or lie
 //! (serve data that fails verification at the first 16 KiB chunk group); the origin may leave
 //! once every partition has another copy. Same [`SimConfig`], same [`SimReport`], with one
-//! thread or two ([`SimConfig::announcement_thread`]).
+//! thread or two ([`SimConfig::announcement_thread`], [`SimConfig::parallel_halves`]).
 //!
 //! What is modelled and what is not is explained in `docs/scheduling.md`.
 
@@ -525,7 +525,7 @@ fn take_in_background(shared: &Shared) {
 
 /// A node's transfers, kept apart from its planner so that the rate re-sharing, which runs
 /// around every transfer start and end, touches a few compact arrays instead of the large
-/// per-node records (capacities are in [`Sim::sides`]).
+/// per-node records (capacities are in [`Half::sides`]).
 #[derive(Debug, Default)]
 struct Nic {
     up_flows: Vec<u32>,
@@ -718,7 +718,7 @@ struct Worker {
 /// With a window ([`SimConfig::window`]) each half's events of a window run on their own
 /// (on two threads with [`SimConfig::parallel_halves`]), then what touches both halves runs
 /// at the window's end; the borrow checker sees to it that a half's events reach nothing of
-/// the other half ([`Cx`]).
+/// the other half (see `Cx`).
 pub struct Sim {
     k: Setup,
     top: Top,
@@ -2985,7 +2985,7 @@ impl<'a> Cx<'a> {
     }
 }
 
-/// Reusable buffers of [`Sim::refill`] (it runs millions of times; allocating them each time
+/// Reusable buffers of [`Cx::refill`] (it runs millions of times; allocating them each time
 /// cost a tenth of the run).
 #[derive(Debug, Default)]
 struct Scratch {
