@@ -569,6 +569,20 @@ struct Flow {
     upload: u64,
 }
 
+impl Flow {
+    /// What the receiver's half is told of this transfer (as of its last change of rate).
+    fn snap(&self) -> Snap {
+        Snap {
+            done: self.snap_done,
+            at: self.snap_at,
+            rate: self.rate,
+            total: self.total,
+            bad: self.bad,
+            req: self.req,
+        }
+    }
+}
+
 /// What a receiver's half knows of a transfer from the other half ([`SimConfig::window`]):
 /// its bytes done at its last change of rate, and that rate (set at a window's end).
 #[derive(Debug, Default, Clone, Copy)]
@@ -852,7 +866,7 @@ impl Ev {
 }
 
 impl Half {
-    fn new(n_parts: usize) -> Self {
+    fn new() -> Self {
         Self {
             nodes: Vec::new(),
             nics: Vec::new(),
@@ -869,7 +883,7 @@ impl Half {
             liar_bytes_after_bad: 0.0,
             wasted: 0.0,
             honest_left: 0,
-            covered: vec![false; n_parts],
+            covered: Vec::new(),
             newly_covered: Vec::new(),
             win_dirty: Vec::new(),
             win_adds: Vec::new(),
@@ -926,8 +940,7 @@ impl Sim {
         // One configuration, shared by every planner (one copy in the caches).
         let planner_cfg = Arc::new(cfg.planner.clone());
         let piece = cfg.partition_size.min(cfg.piece_size.max(1));
-        let n_parts = cfg.size.div_ceil(piece.max(1)) as usize;
-        let mut halves = [Half::new(0), Half::new(0)];
+        let mut halves = [Half::new(), Half::new()];
         for i in 0..total as u32 {
             let seed = rng.random::<u64>();
             let mut planner = Planner::new(Arc::clone(&planner_cfg), cfg.size, piece, seed);
@@ -977,10 +990,7 @@ impl Sim {
                 half: if win > 0 { (i & 1) as usize } else { 0 },
             }));
         }
-        let n_parts = cfg
-            .size
-            .div_ceil(lock(&slots[0]).planner.partition_size())
-            .max(n_parts as u64) as usize;
+        let n_parts = cfg.size.div_ceil(lock(&slots[0]).planner.partition_size()) as usize;
         for h in &mut halves {
             h.covered = vec![false; n_parts];
         }
@@ -2430,10 +2440,10 @@ impl<'a> Cx<'a> {
                 self.hh(1 - h).heap.push(t, seq, ev);
             }
             self.hh(h).outbox = out;
-            let newly = std::mem::take(&mut self.hh(h).newly_covered);
+            let mut newly = std::mem::take(&mut self.hh(h).newly_covered);
             let leaves = self.k.cfg.origin_leaves_after_copy;
             let top = self.top_mut();
-            for &p in &newly {
+            for p in newly.drain(..) {
                 let c = &mut top.copies[p as usize];
                 *c += 1;
                 if *c == 1 {
@@ -2443,8 +2453,6 @@ impl<'a> Cx<'a> {
             if top.uncovered == 0 && leaves {
                 top.origin_left = true;
             }
-            let mut newly = newly;
-            newly.clear();
             self.hh(h).newly_covered = newly;
         }
     }
@@ -2460,15 +2468,7 @@ impl<'a> Cx<'a> {
             for f in std::mem::take(&mut self.hh(h).win_adds) {
                 let x = self.flow(f);
                 if x.alive {
-                    let dst = x.dst;
-                    let snap = Snap {
-                        done: x.snap_done,
-                        at: x.snap_at,
-                        rate: x.rate,
-                        total: x.total,
-                        bad: x.bad,
-                        req: x.req,
-                    };
+                    let (dst, snap) = (x.dst, x.snap());
                     self.nic_mut(dst).down_flows.push(f);
                     self.set_snap(dst, f, snap);
                 }
@@ -2482,9 +2482,8 @@ impl<'a> Cx<'a> {
                 remove_flow(&mut half.nics[at(k / 2)].down_flows, &mut x.used, f, rate);
                 d.push(k);
             }
-            for f in std::mem::take(&mut self.hh(h).win_free) {
-                self.hh(h).free.push(f);
-            }
+            let x = self.hh(h);
+            x.free.append(&mut x.win_free);
         }
         // What touches both halves.
         for h in 0..2 {
@@ -2919,15 +2918,7 @@ impl<'a> Cx<'a> {
             x.rate = new;
             x.snap_done = x.done;
             x.snap_at = now;
-            let (src, dst) = (x.src, x.dst);
-            let snap = Snap {
-                done: x.done,
-                at: now,
-                rate: new,
-                total: x.total,
-                bad: x.bad,
-                req: x.req,
-            };
+            let (src, dst, snap) = (x.src, x.dst, x.snap());
             self.side_of_mut(side(src, true)).used += new - old;
             self.side_of_mut(side(dst, false)).used += new - old;
             let cross = self.crosses(src, dst);
