@@ -90,8 +90,9 @@ pub struct SimConfig {
     /// their rates only at the end of each window of this length (at most the latency, so
     /// that within a window neither half affects the other): they start at rate 0, keep
     /// their rates when something changes around them, and what one end of such a transfer
-    /// frees reaches the other end at the window's end. Transfers within a half are
-    /// re-shared at once, as without a window. `None`: every transfer at once.
+    /// frees reaches the other end at the window's end, where only the sides at which such
+    /// a transfer started or ended are re-shared. Transfers within a half are re-shared at
+    /// once, as without a window. `None`: every transfer at once.
     pub window: Option<Duration>,
     /// With a window: run the two halves' events of each window on two threads (the same
     /// results as one after the other, sooner on two cores).
@@ -671,8 +672,10 @@ struct Half {
     /// a first one of in this window.
     covered: Vec<bool>,
     newly_covered: Vec<u32>,
-    /// Sides to re-share at the window's end: those whose transfers between the halves were
-    /// held fixed while something around them changed.
+    /// Sides to re-share at the window's end besides those of [`Half::win_pairs`] and
+    /// [`Half::win_unlists`]: those changed by what happened at the window's end (joins,
+    /// bans). A side whose changes stayed within its half was re-shared in the window, its
+    /// transfers between the halves held at their rates until one starts or ends at it.
     win_dirty: Vec<u32>,
     /// Transfers to the other half started in this window, listed at their receivers at
     /// its end.
@@ -752,6 +755,17 @@ struct WindowSync {
     started: AtomicU64,
     finished: AtomicU64,
     stop: AtomicBool,
+    /// The helper has returned (or panicked).
+    helper_gone: AtomicBool,
+}
+
+/// Sets a flag when dropped: when its thread returns or panics.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl WindowSync {
@@ -774,6 +788,10 @@ impl WindowSync {
     fn wait_for_finish(&self, n: u64) {
         let mut spins = 0u32;
         while self.finished.load(Ordering::Acquire) < n {
+            assert!(
+                !self.helper_gone.load(Ordering::Acquire),
+                "the helper thread panicked"
+            );
             spin(&mut spins);
         }
     }
@@ -1228,12 +1246,14 @@ impl Sim {
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            helper_gone: AtomicBool::new(false),
         };
         let lock_second = || second.lock().expect("the helper thread panicked");
         let read_top = || top.read().expect("a thread panicked");
         std::thread::scope(|s| {
             if k.parallel {
                 s.spawn(|| {
+                    let _gone = SetOnDrop(&sync.helper_gone);
                     let mut seen = 0;
                     while let Some(n) = sync.wait_for_start(seen) {
                         seen = n;
@@ -1247,8 +1267,10 @@ impl Sim {
                     }
                 });
             }
+            // Also when this thread panics: the helper returns, and the scope can end.
+            let _stop = SetOnDrop(&sync.stop);
             let mut n = 0;
-            let hit_limit = loop {
+            loop {
                 let end = *win_end;
                 n += 1;
                 if k.parallel {
@@ -1302,9 +1324,7 @@ impl Sim {
                 }
                 let t = cx.next_time().unwrap_or(end);
                 *win_end = (end + win).max((t / win + 1) * win);
-            };
-            sync.stop.store(true, Ordering::Release);
-            hit_limit
+            }
         })
     }
 }
@@ -2460,7 +2480,8 @@ impl<'a> Cx<'a> {
     /// The end of a window: what touches both halves happens (joins, bans and
     /// disconnections, the origin's departure, receivers learning of transfers from the
     /// other half), what ended at one end of a transfer between the halves reaches the
-    /// other, and the rates around every side touched by such transfers are re-shared.
+    /// other, and the rates are re-shared around every side where such a transfer started,
+    /// or ended at its receiver (its sender's side was re-shared in the window).
     fn window_end(&mut self) {
         self.w.in_barrier = true;
         // What one half did to the other's side of transfers between them.
@@ -2748,10 +2769,10 @@ impl<'a> Cx<'a> {
         let mut d = std::mem::take(&mut self.w.dirty);
         d.sort_unstable();
         d.dedup();
-        if self.k.win > 0 {
-            // Their transfers to or from the other half were held fixed: re-shared at the end.
-            let h = self.mine.unwrap_or(0);
-            self.hh(h).win_dirty.extend_from_slice(&d);
+        if self.k.win > 0 && self.mine.is_none() {
+            // At a window's end (joins, bans) the transfers to or from the other half are
+            // held fixed here too: re-shared with the rest after.
+            self.hh(0).win_dirty.extend_from_slice(&d);
         }
         for chunk in d.chunks(8) {
             self.recompute(chunk);
