@@ -672,11 +672,6 @@ struct Half {
     /// a first one of in this window.
     covered: Vec<bool>,
     newly_covered: Vec<u32>,
-    /// Sides to re-share at the window's end besides those of [`Half::win_pairs`] and
-    /// [`Half::win_unlists`]: those changed by what happened at the window's end (joins,
-    /// bans). A side whose changes stayed within its half was re-shared in the window, its
-    /// transfers between the halves held at their rates until one starts or ends at it.
-    win_dirty: Vec<u32>,
     /// Transfers to the other half started in this window, listed at their receivers at
     /// its end.
     win_adds: Vec<u32>,
@@ -903,7 +898,6 @@ impl Half {
             honest_left: 0,
             covered: Vec::new(),
             newly_covered: Vec::new(),
-            win_dirty: Vec::new(),
             win_adds: Vec::new(),
             win_unlists: Vec::new(),
             win_free: Vec::new(),
@@ -1289,7 +1283,6 @@ impl Sim {
                 let mut g = lock_second();
                 let (h1, w1) = &mut *g;
                 let events = w0.events + w1.events;
-                let honest_left = h0.honest_left + h1.honest_left;
                 let mut t = top.write().expect("a thread panicked");
                 let mut cx = Cx {
                     k,
@@ -1302,7 +1295,7 @@ impl Sim {
                 cx.w.now = end;
                 cx.w.cur_seq = 0;
                 cx.merge_window();
-                if honest_left == 0 {
+                if cx.honest_left() == 0 {
                     break false;
                 }
                 let next = cx.next_time();
@@ -2431,8 +2424,7 @@ impl<'a> Cx<'a> {
     /// Whether the current window's end has anything to do.
     fn window_end_has_work(&self) -> bool {
         self.h.iter().flatten().any(|h| {
-            !h.win_dirty.is_empty()
-                || !h.win_adds.is_empty()
+            !h.win_adds.is_empty()
                 || !h.win_unlists.is_empty()
                 || !h.win_free.is_empty()
                 || !h.win_pairs.is_empty()
@@ -2523,14 +2515,17 @@ impl<'a> Cx<'a> {
         if self.top().origin_left && !self.left(ORIGIN) {
             self.leave(ORIGIN);
         }
+        // The sides these changed: re-shared first with the transfers between the halves
+        // held fixed, then with them below. (A side whose changes stayed within its half was
+        // re-shared in the window, its transfers between the halves held at their rates
+        // until one starts or ends at it.)
         if !self.w.dirty.is_empty() {
+            d.extend_from_slice(&self.w.dirty);
             self.flush_dirty();
         }
         let mut pairs = Vec::new();
         for h in 0..2 {
-            let x = self.hh(h);
-            d.append(&mut x.win_dirty);
-            pairs.append(&mut x.win_pairs);
+            pairs.append(&mut self.hh(h).win_pairs);
         }
         d.sort_unstable();
         d.dedup();
@@ -2769,11 +2764,6 @@ impl<'a> Cx<'a> {
         let mut d = std::mem::take(&mut self.w.dirty);
         d.sort_unstable();
         d.dedup();
-        if self.k.win > 0 && self.mine.is_none() {
-            // At a window's end (joins, bans) the transfers to or from the other half are
-            // held fixed here too: re-shared with the rest after.
-            self.hh(0).win_dirty.extend_from_slice(&d);
-        }
         for chunk in d.chunks(8) {
             self.recompute(chunk);
         }
