@@ -108,6 +108,16 @@ impl PeerSlots {
         }
     }
 
+    /// The slot's count and the word of its set that holds `i`, mixed (0 out of range): what
+    /// [`PeerSlots::insert`] reads, read ahead of it.
+    pub(crate) fn word_of(&self, slot: u32, i: u32) -> u64 {
+        let count = self.meta.get(slot as usize).map_or(0, |m| m.count);
+        let word = (self.bits)
+            .get(slot as usize * self.words + (i / 64) as usize)
+            .map_or(0, |w| *w);
+        u64::from(count) ^ word
+    }
+
     /// Adds `i` to `slot`'s set; true if it was not there (false for a seed or `i` out of
     /// range).
     pub(crate) fn insert(&mut self, slot: u32, i: u32) -> bool {
@@ -138,6 +148,14 @@ impl PeerSlots {
         let m = &mut self.meta[slot as usize];
         m.count = 0;
         m.lacking = 0;
+    }
+
+    /// The occupied slots whose peer lacks some of our partitions (lacking above 0), in
+    /// slot order: each slot, its peer and its count.
+    pub(crate) fn lacking_peers(&self) -> impl Iterator<Item = (u32, PeerId, u32)> + '_ {
+        (self.meta.iter().enumerate())
+            .filter(|(_, m)| m.count != Self::FREE && m.lacking > 0)
+            .map(|(slot, m)| (slot as u32, PeerId(m.peer), m.count))
     }
 
     /// The planner's count of our partitions that `slot`'s peer lacks.

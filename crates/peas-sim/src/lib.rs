@@ -361,6 +361,10 @@ struct Slot {
     half: usize,
 }
 
+/// An announcement as [`Planner::handle_peers_have`] takes it: the announcing peer, its slot
+/// in the planner if known, and the partition.
+type Announced = (PeerId, Option<PeerSlot>, u32);
+
 /// See [`Slot::seen`].
 #[derive(Debug)]
 struct Seen {
@@ -376,16 +380,28 @@ impl Slot {
     /// Gives the planner every announcement of its peers that arrived since it last took them
     /// in (announcer by announcer; for a planner that cannot act on them their order does not
     /// matter, and one that can gets each as it arrives).
-    fn take_in(&mut self, shared: &Shared, now: Duration) {
+    /// The announcements are gathered first (`batch`: scratch space), so that the reads of
+    /// the peers' logs overlap, then given to the planner in one call.
+    fn take_in(&mut self, shared: &Shared, now: Duration, batch: &mut Vec<Announced>) {
+        batch.clear();
+        let arrived = &shared.arrived[self.half];
         for s in self.seen.iter_mut() {
-            take_in_from(
-                &mut self.planner,
-                s,
-                &shared.arrived[self.half],
-                shared,
-                now,
+            let n = arrived[s.peer as usize].load(Ordering::Acquire);
+            if s.taken == n {
+                continue;
+            }
+            let peer = PeerId(u64::from(s.peer));
+            if s.slot.is_none() {
+                s.slot = self.planner.peer_slot(peer);
+            }
+            let log = &shared.log[s.peer as usize][s.taken as usize..n as usize];
+            batch.extend(
+                log.iter()
+                    .map(|p| (peer, s.slot, p.load(Ordering::Relaxed))),
             );
+            s.taken = n;
         }
+        self.planner.handle_peers_have(now, batch);
     }
 
     /// Gives the planner the announcements of one peer, `announcer`, that arrived since it
@@ -643,6 +659,9 @@ struct Half {
     sides: Vec<Side>,
     /// Transfers whose ids have this parity (with a window: those its nodes send).
     flows: Vec<Flow>,
+    /// Each transfer's [`Flow::ver`], densely: most end events find theirs out of date, and
+    /// this tells without reading the transfer's record.
+    vers: Vec<u32>,
     /// With a window: transfers from the other half into this one, as their receivers see
     /// them (by the transfer's position in the other half).
     xin: Vec<Snap>,
@@ -711,6 +730,8 @@ struct Worker {
     peers_scratch: Vec<u32>,
     /// Reusable buffer of [`Cx::planner_mut`].
     due_scratch: Vec<Report>,
+    /// Reusable buffer of [`Slot::take_in`].
+    announced: Vec<Announced>,
     /// Receivers of the current announcement that cannot act on it, with its announcer, for
     /// the announcement thread.
     to_post: Vec<(u32, u32)>,
@@ -885,6 +906,7 @@ impl Half {
             nics: Vec::new(),
             sides: Vec::new(),
             flows: Vec::new(),
+            vers: Vec::new(),
             xin: Vec::new(),
             passive: Vec::new(),
             unseen: Vec::new(),
@@ -1691,6 +1713,11 @@ impl<'a> Cx<'a> {
                 }
             }
             Ev::FlowEnd { flow, ver } => {
+                // Out of date (the transfer ended, or its end moved earlier): nothing to read.
+                if self.half(flow).vers[at(flow)] != ver {
+                    debug_assert!(!self.flow(flow).alive || self.flow(flow).ver != ver);
+                    return;
+                }
                 let f = self.flow(flow);
                 if f.alive && f.ver == ver {
                     self.flow_mut(flow).sched = Ns::MAX;
@@ -2184,7 +2211,7 @@ impl<'a> Cx<'a> {
                 // Unless the announcement thread has taken in all that was held back.
                 let handled = k.shared.handled[node as usize].load(Ordering::Acquire);
                 if !k.thread || handled != h.posted[x] {
-                    slot.take_in(&k.shared, dur(now));
+                    slot.take_in(&k.shared, dur(now), &mut self.w.announced);
                 }
                 debug_assert!(
                     !was_passive || !slot.planner.has_actions(),
@@ -2193,7 +2220,7 @@ impl<'a> Cx<'a> {
             }
             _ => {
                 k.shared.unseen[node as usize].store(false, Ordering::Relaxed);
-                slot.take_in(&k.shared, dur(now));
+                slot.take_in(&k.shared, dur(now), &mut self.w.announced);
             }
         }
         PlannerRef(slot)
@@ -2566,7 +2593,10 @@ impl<'a> Cx<'a> {
                 None => {
                     let id = top.flows_made;
                     top.flows_made += 1;
-                    self.half_mut(id).flows.push(Flow::default());
+                    let h = self.half_mut(id);
+                    h.flows.push(Flow::default());
+                    h.vers.push(0);
+                    h.vers.push(0);
                     id
                 }
             }
@@ -2577,13 +2607,14 @@ impl<'a> Cx<'a> {
                 let id = 2 * h.flows_made + (src & 1);
                 h.flows_made += 1;
                 h.flows.push(Flow::default());
+                h.vers.push(0);
                 id
             })
         };
         let now = self.w.now;
-        let fl = self.flow_mut(id);
-        let ver = fl.ver.wrapping_add(1);
-        *fl = Flow {
+        let ver = self.flow(id).ver.wrapping_add(1);
+        self.half_mut(id).vers[at(id)] = ver;
+        *self.flow_mut(id) = Flow {
             alive: true,
             src,
             dst,
@@ -2662,9 +2693,11 @@ impl<'a> Cx<'a> {
         }
         fl.alive = false;
         fl.ver = fl.ver.wrapping_add(1);
+        let ver = fl.ver;
         let (src, dst, done, bad, req, rate) = (fl.src, fl.dst, fl.done, fl.bad, fl.req, fl.rate);
         let had_report = std::mem::replace(&mut fl.report_at, Ns::MAX) != Ns::MAX;
         fl.rate = 0.0;
+        self.half_mut(f).vers[at(f)] = ver;
         if had_report {
             // A report due before now stays for the receiver's next call; a later one would
             // have found the transfer gone.
@@ -2792,10 +2825,17 @@ impl<'a> Cx<'a> {
                 // that half's. Their ids tell: by the sender's half.)
                 let node = k / 2;
                 if k % 2 == 1 {
-                    fl.extend(list.iter().copied().filter(|&f| {
+                    // Without a branch on what is read: the reads of the transfers overlap.
+                    let start = fl.len();
+                    fl.extend_from_slice(list);
+                    let mut kept = start;
+                    for i in start..fl.len() {
+                        let f = fl[i];
                         let x = self.flow(f);
-                        !self.crosses(x.src, x.dst)
-                    }));
+                        fl[kept] = f;
+                        kept += usize::from((x.src ^ x.dst) & 1 == 0);
+                    }
+                    fl.truncate(kept);
                 } else {
                     fl.extend(list.iter().copied().filter(|&f| (f ^ node) & 1 == 0));
                 }
@@ -2818,6 +2858,18 @@ impl<'a> Cx<'a> {
             sc.slot.resize(self.k.total * 2, (0, 0));
         }
         let epoch = sc.epoch;
+        // The transfers and both their sides are read ahead, in a pass with no branch on what
+        // it reads, so that these cache misses overlap instead of stalling the pass below one
+        // by one.
+        let mut ahead = 0u64;
+        for &f in fl.iter() {
+            let x = self.flow(f);
+            ahead ^= self.side_of(side(x.src, true)).used.to_bits()
+                ^ self.side_of(side(x.dst, false)).used.to_bits()
+                ^ u64::from(sc.slot[side(x.src, true) as usize].0)
+                ^ u64::from(sc.slot[side(x.dst, false) as usize].0);
+        }
+        std::hint::black_box(ahead);
         let cons = &mut sc.cons;
         cons.clear();
         let ends = &mut sc.ends;
@@ -2967,6 +3019,7 @@ impl<'a> Cx<'a> {
                     x.ver = x.ver.wrapping_add(1);
                     x.sched = t;
                     let (ver, src) = (x.ver, x.src);
+                    self.half_mut(f).vers[at(f)] = ver;
                     self.push(src, t, Ev::FlowEnd { flow: f, ver });
                 }
             }
