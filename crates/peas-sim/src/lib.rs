@@ -379,72 +379,57 @@ struct Seen {
 impl Slot {
     /// Gives the planner every announcement of its peers that arrived since it last took them
     /// in (announcer by announcer; for a planner that cannot act on them their order does not
-    /// matter, and one that can gets each as it arrives).
-    /// The announcements are gathered first (`batch`: scratch space), so that the reads of
-    /// the peers' logs overlap, then given to the planner in one call.
+    /// matter, and one that can gets each as it arrives). The announcements are gathered
+    /// first (`batch`: scratch space), so that the reads of the peers' logs overlap, then
+    /// given to the planner in one call.
     fn take_in(&mut self, shared: &Shared, now: Duration, batch: &mut Vec<Announced>) {
         batch.clear();
-        let arrived = &shared.arrived[self.half];
         for s in self.seen.iter_mut() {
-            let n = arrived[s.peer as usize].load(Ordering::Acquire);
-            if s.taken == n {
-                continue;
-            }
-            let peer = PeerId(u64::from(s.peer));
-            if s.slot.is_none() {
-                s.slot = self.planner.peer_slot(peer);
-            }
-            let log = &shared.log[s.peer as usize][s.taken as usize..n as usize];
-            batch.extend(
-                log.iter()
-                    .map(|p| (peer, s.slot, p.load(Ordering::Relaxed))),
-            );
-            s.taken = n;
+            gather(&self.planner, s, &shared.arrived[self.half], shared, batch);
         }
         self.planner.handle_peers_have(now, batch);
     }
 
-    /// Gives the planner the announcements of one peer, `announcer`, that arrived since it
-    /// last took them in (none if it is no longer a peer).
-    fn take_in_of(&mut self, announcer: u32, shared: &Shared, now: Duration) {
+    /// [`Slot::take_in`] for one peer, `announcer` (none if it is no longer a peer).
+    fn take_in_of(
+        &mut self,
+        announcer: u32,
+        shared: &Shared,
+        now: Duration,
+        batch: &mut Vec<Announced>,
+    ) {
+        batch.clear();
         if let Some(s) = self.seen.iter_mut().find(|s| s.peer == announcer) {
-            take_in_from(
-                &mut self.planner,
-                s,
-                &shared.arrived[self.half],
-                shared,
-                now,
-            );
+            gather(&self.planner, s, &shared.arrived[self.half], shared, batch);
         }
+        self.planner.handle_peers_have(now, batch);
     }
 }
 
-/// Gives `planner` the announcements of the peer `s` stands for that arrived since it last
-/// took them in (`arrived`: the arrival counts its node reads).
-fn take_in_from(
-    planner: &mut Planner,
+/// Adds to `batch` the announcements of the peer `s` stands for that arrived since the
+/// planner last took them in (`arrived`: the arrival counts its node reads), and counts them
+/// as taken.
+fn gather(
+    planner: &Planner,
     s: &mut Seen,
     arrived: &[AtomicU32],
     shared: &Shared,
-    now: Duration,
+    batch: &mut Vec<Announced>,
 ) {
-    let arrived = arrived[s.peer as usize].load(Ordering::Acquire);
-    if s.taken == arrived {
+    let n = arrived[s.peer as usize].load(Ordering::Acquire);
+    if s.taken == n {
         return;
     }
     let peer = PeerId(u64::from(s.peer));
     if s.slot.is_none() {
         s.slot = planner.peer_slot(peer);
     }
-    let log = &shared.log[s.peer as usize];
-    for part in &log[s.taken as usize..arrived as usize] {
-        let part = part.load(Ordering::Relaxed);
-        match s.slot {
-            Some(slot) => planner.handle_peer_has_in(now, peer, slot, part),
-            None => planner.handle_peer_has(now, peer, part),
-        }
-    }
-    s.taken = arrived;
+    let log = &shared.log[s.peer as usize][s.taken as usize..n as usize];
+    batch.extend(
+        log.iter()
+            .map(|p| (peer, s.slot, p.load(Ordering::Relaxed))),
+    );
+    s.taken = n;
 }
 
 /// What the simulator shares with the announcement thread, and the two halves with each
@@ -502,6 +487,7 @@ impl DerefMut for PlannerRef<'_> {
 /// announcement read about 30 peers' counters per announcement taken in.
 fn take_in_background(shared: &Shared) {
     let mut batch = Vec::new();
+    let mut announced = Vec::new();
     let mut idle = 0u32;
     loop {
         // Read before swapping: spinning on a swap would keep the line from the simulator.
@@ -520,7 +506,7 @@ fn take_in_background(shared: &Shared) {
                     // polled yet: a call that reads no announcements was made with some
                     // still held.)
                     let had = slot.planner.has_actions();
-                    slot.take_in_of(announcer, shared, Duration::ZERO);
+                    slot.take_in_of(announcer, shared, Duration::ZERO, &mut announced);
                     debug_assert!(
                         had || !slot.planner.has_actions(),
                         "a held-back announcement acted"
@@ -561,10 +547,9 @@ struct Side {
 #[derive(Debug, Default, Clone)]
 #[repr(C)]
 struct Flow {
-    // What the rate re-sharing and the end-event check read first, together.
+    // What the rate re-sharing and an end event read first, together.
     src: u32,
     dst: u32,
-    ver: u32,
     alive: bool,
     bad: bool,
     /// Whether the receiver's first progress report is scheduled.
@@ -659,8 +644,10 @@ struct Half {
     sides: Vec<Side>,
     /// Transfers whose ids have this parity (with a window: those its nodes send).
     flows: Vec<Flow>,
-    /// Each transfer's [`Flow::ver`], densely: most end events find theirs out of date, and
-    /// this tells without reading the transfer's record.
+    /// Per transfer: its version, which its end events carry. Moved on when it starts, ends,
+    /// or its end moves earlier, so that the end events made before are out of date. Apart
+    /// from the transfers' records: most end events are out of date, and this tells without
+    /// reading the record.
     vers: Vec<u32>,
     /// With a window: transfers from the other half into this one, as their receivers see
     /// them (by the transfer's position in the other half).
@@ -1715,25 +1702,25 @@ impl<'a> Cx<'a> {
             Ev::FlowEnd { flow, ver } => {
                 // Out of date (the transfer ended, or its end moved earlier): nothing to read.
                 if self.half(flow).vers[at(flow)] != ver {
-                    debug_assert!(!self.flow(flow).alive || self.flow(flow).ver != ver);
                     return;
                 }
-                let f = self.flow(flow);
-                if f.alive && f.ver == ver {
-                    self.flow_mut(flow).sched = Ns::MAX;
-                    let now = self.w.now;
-                    self.advance_flow(flow, now);
-                    let x = self.flow_mut(flow);
-                    let remaining = x.total - x.done;
-                    if remaining <= 1e-6 * x.total.max(1.0) || remaining < 1.0 {
-                        self.flow_end(flow);
-                    } else if x.rate > 0.0 {
-                        let t =
-                            now.saturating_add(((remaining / x.rate) * 1e9).ceil().max(1.0) as Ns);
-                        x.sched = t;
-                        let (ver, src) = (x.ver, x.src);
-                        self.push(src, t, Ev::FlowEnd { flow, ver });
-                    }
+                debug_assert!(
+                    self.flow(flow).alive,
+                    "a current end event of an ended transfer"
+                );
+                self.flow_mut(flow).sched = Ns::MAX;
+                let now = self.w.now;
+                self.advance_flow(flow, now);
+                let x = self.flow_mut(flow);
+                let remaining = x.total - x.done;
+                if remaining <= 1e-6 * x.total.max(1.0) || remaining < 1.0 {
+                    self.flow_end(flow);
+                } else if x.rate > 0.0 {
+                    let t = now.saturating_add(((remaining / x.rate) * 1e9).ceil().max(1.0) as Ns);
+                    x.sched = t;
+                    // The same version: no other end event of it is current.
+                    let src = x.src;
+                    self.push(src, t, Ev::FlowEnd { flow, ver });
                 }
             }
             Ev::DataDone { dst, req, bad } => {
@@ -2577,6 +2564,13 @@ impl<'a> Cx<'a> {
         h.xin[i] = snap;
     }
 
+    /// Moves transfer `f`'s version on (see [`Half::vers`]); returns the new one.
+    fn next_ver(&mut self, f: u32) -> u32 {
+        let v = &mut self.half_mut(f).vers[at(f)];
+        *v = v.wrapping_add(1);
+        *v
+    }
+
     fn start_flow(
         &mut self,
         src: u32,
@@ -2596,7 +2590,6 @@ impl<'a> Cx<'a> {
                     let h = self.half_mut(id);
                     h.flows.push(Flow::default());
                     h.vers.push(0);
-                    h.vers.push(0);
                     id
                 }
             }
@@ -2612,8 +2605,8 @@ impl<'a> Cx<'a> {
             })
         };
         let now = self.w.now;
-        let ver = self.flow(id).ver.wrapping_add(1);
-        self.half_mut(id).vers[at(id)] = ver;
+        // End events of the id's earlier transfer are out of date.
+        self.next_ver(id);
         *self.flow_mut(id) = Flow {
             alive: true,
             src,
@@ -2624,7 +2617,6 @@ impl<'a> Cx<'a> {
             done: 0.0,
             rate: 0.0,
             last: now,
-            ver,
             bad,
             sched: Ns::MAX,
             progress: false,
@@ -2692,12 +2684,10 @@ impl<'a> Cx<'a> {
             return;
         }
         fl.alive = false;
-        fl.ver = fl.ver.wrapping_add(1);
-        let ver = fl.ver;
         let (src, dst, done, bad, req, rate) = (fl.src, fl.dst, fl.done, fl.bad, fl.req, fl.rate);
         let had_report = std::mem::replace(&mut fl.report_at, Ns::MAX) != Ns::MAX;
         fl.rate = 0.0;
-        self.half_mut(f).vers[at(f)] = ver;
+        self.next_ver(f);
         if had_report {
             // A report due before now stays for the receiver's next call; a later one would
             // have found the transfer gone.
@@ -3016,10 +3006,9 @@ impl<'a> Cx<'a> {
                 // pending event fires early.
                 let t = now.saturating_add(((remaining / new) * 1e9).ceil() as Ns);
                 if t < x.sched {
-                    x.ver = x.ver.wrapping_add(1);
                     x.sched = t;
-                    let (ver, src) = (x.ver, x.src);
-                    self.half_mut(f).vers[at(f)] = ver;
+                    let src = x.src;
+                    let ver = self.next_ver(f);
                     self.push(src, t, Ev::FlowEnd { flow: f, ver });
                 }
             }
