@@ -25,6 +25,7 @@ use queue::EventQueue;
 use peas_sched::{
     Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, PeerSlot, Planner, RequestId, UploadId,
 };
+use prefetch_index::prefetch_index;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -384,8 +385,15 @@ impl Slot {
     /// given to the planner in one call.
     fn take_in(&mut self, shared: &Shared, now: Duration, batch: &mut Vec<Announced>) {
         batch.clear();
+        let arrived = &shared.arrived[self.half];
+        // The logs with new entries are read ahead: their reads overlap.
+        for s in self.seen.iter() {
+            if arrived[s.peer as usize].load(Ordering::Relaxed) != s.taken {
+                prefetch_index(&shared.log, shared.log_index(s.peer, s.taken));
+            }
+        }
         for s in self.seen.iter_mut() {
-            gather(&self.planner, s, &shared.arrived[self.half], shared, batch);
+            gather(&self.planner, s, arrived, shared, batch);
         }
         self.planner.handle_peers_have(now, batch);
     }
@@ -424,7 +432,7 @@ fn gather(
     if s.slot.is_none() {
         s.slot = planner.peer_slot(peer);
     }
-    let log = &shared.log[s.peer as usize][s.taken as usize..n as usize];
+    let log = &shared.log[shared.log_index(s.peer, s.taken)..shared.log_index(s.peer, n)];
     batch.extend(
         log.iter()
             .map(|p| (peer, s.slot, p.load(Ordering::Relaxed))),
@@ -440,8 +448,12 @@ fn gather(
 struct Shared {
     slots: Box<[Mutex<Slot>]>,
     /// Per node: the pieces it announced, in the order the announcements arrive (a node
-    /// announces a piece once, and its announcements arrive in the order sent).
-    log: Box<[Box<[AtomicU32]>]>,
+    /// announces a piece once, and its announcements arrive in the order sent). One array,
+    /// `log_stride` entries per node (see [`Shared::log_index`]): where an entry is takes no
+    /// read to find.
+    log: Box<[AtomicU32]>,
+    /// Entries of `log` per node: the number of pieces.
+    log_stride: usize,
     /// Per half of the receivers (with a window; without, all in the first) and per node: how
     /// many of its announcements have arrived there (valid entries of `log`).
     arrived: [Box<[AtomicU32]>; 2],
@@ -458,6 +470,13 @@ struct Shared {
     /// Set after nodes were added to `backlog` (the thread polls this, not the lock).
     ready: AtomicBool,
     stop: AtomicBool,
+}
+
+impl Shared {
+    /// Where `node`'s `i`-th announcement is in [`Shared::log`].
+    fn log_index(&self, node: u32, i: u32) -> usize {
+        node as usize * self.log_stride + i as usize
+    }
 }
 
 /// Locks a slot (a poisoned lock means the announcement thread panicked: a bug).
@@ -649,6 +668,10 @@ struct Half {
     /// from the transfers' records: most end events are out of date, and this tells without
     /// reading the record.
     vers: Vec<u32>,
+    /// Per transfer: its sender and receiver (as in its record), for the rate re-sharing,
+    /// which reads only these of most transfers it gathers: a small array that stays in the
+    /// caches, where the records would miss.
+    ends: Vec<(u32, u32)>,
     /// With a window: transfers from the other half into this one, as their receivers see
     /// them (by the transfer's position in the other half).
     xin: Vec<Snap>,
@@ -894,6 +917,7 @@ impl Half {
             sides: Vec::new(),
             flows: Vec::new(),
             vers: Vec::new(),
+            ends: Vec::new(),
             xin: Vec::new(),
             passive: Vec::new(),
             unseen: Vec::new(),
@@ -1018,9 +1042,8 @@ impl Sim {
         let counts = || (0..total).map(|_| AtomicU32::new(0)).collect();
         let shared = Arc::new(Shared {
             slots: slots.into(),
-            log: (0..total)
-                .map(|_| (0..n_parts).map(|_| AtomicU32::new(0)).collect())
-                .collect(),
+            log: (0..total * n_parts).map(|_| AtomicU32::new(0)).collect(),
+            log_stride: n_parts,
             arrived: [counts(), counts()],
             unseen: (0..total).map(|_| AtomicBool::new(false)).collect(),
             handled: counts(),
@@ -1220,6 +1243,9 @@ impl Sim {
                     cx.top_mut().next_trace += ns(step).max(1);
                 }
             }
+            if let Some(&next) = cx.hh(0).heap.peek_hint() {
+                cx.read_ahead(next);
+            }
             cx.w.now = t;
             cx.w.cur_seq = seq;
             cx.handle(ev);
@@ -1358,6 +1384,9 @@ impl<'a> Cx<'a> {
                 return;
             }
             let (t, seq, ev) = self.hh(m).heap.pop().expect("an event was peeked");
+            if let Some(&next) = self.hh(m).heap.peek_hint() {
+                self.read_ahead(next);
+            }
             self.w.now = t;
             self.w.cur_seq = seq;
             self.handle(ev);
@@ -1400,6 +1429,11 @@ impl<'a> Cx<'a> {
 
     fn flow(&self, f: u32) -> &Flow {
         &self.half(f).flows[at(f)]
+    }
+
+    /// Transfer `f`'s sender and receiver ([`Half::ends`]).
+    fn ends_of(&self, f: u32) -> (u32, u32) {
+        self.half(f).ends[at(f)]
     }
 
     fn flow_mut(&mut self, f: u32) -> &mut Flow {
@@ -1791,6 +1825,39 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Starts loading into the caches what handling `ev` reads first (its transfer, or its
+    /// node's record and planner), while the event before it is handled: at thousands of
+    /// nodes nearly every one of these reads misses the caches, and the misses of two events
+    /// then overlap. Only a hint to the processor: it changes no state.
+    fn read_ahead(&self, ev: Ev) {
+        let node = match ev {
+            Ev::FlowEnd { flow, .. } => {
+                if let Some(h) = self.h[(flow & 1) as usize].as_deref() {
+                    prefetch_index(&h.vers, at(flow));
+                    prefetch_index(&h.flows, at(flow));
+                }
+                return;
+            }
+            Ev::Have { from, .. } => {
+                prefetch_index(&self.top().peers, from as usize);
+                return;
+            }
+            Ev::Join { .. } => return,
+            Ev::Offer { to: node, .. }
+            | Ev::Timer { node, .. }
+            | Ev::DataDone { dst: node, .. }
+            | Ev::Refused { dst: node, .. }
+            | Ev::ReqArrive { src: node, .. }
+            | Ev::CancelArrive { src: node, .. } => node,
+        };
+        if let Some(h) = self.h[(node & 1) as usize].as_deref() {
+            let n = &h.nodes[at(node)];
+            prefetch_index(std::slice::from_ref(&n.timer), 0);
+            prefetch_index(std::slice::from_ref(&n.reqs), 0);
+        }
+        prefetch_index(&self.k.shared.slots, node as usize);
+    }
+
     /// An announcement of `from` arrives at its current peers (with a window, at those of
     /// this half): it joins the announcer's log, which each peer's planner takes in before
     /// its next call (a receiver that cannot act on it now is not touched, and with a second
@@ -1801,10 +1868,13 @@ impl<'a> Cx<'a> {
         let arrived = &k.shared.arrived[self.mine.unwrap_or(0)][q];
         let n = arrived.load(Ordering::Relaxed);
         if k.win == 0 {
-            k.shared.log[q][n as usize].store(part, Ordering::Relaxed);
+            k.shared.log[k.shared.log_index(from, n)].store(part, Ordering::Relaxed);
         } else {
             // Written as it was sent (see `Action::Announce`).
-            debug_assert_eq!(k.shared.log[q][n as usize].load(Ordering::Relaxed), part);
+            debug_assert_eq!(
+                k.shared.log[k.shared.log_index(from, n)].load(Ordering::Relaxed),
+                part
+            );
         }
         arrived.store(n + 1, Ordering::Release);
         // A snapshot: a drain below may connect or drop peers of `from`.
@@ -2391,8 +2461,8 @@ impl<'a> Cx<'a> {
                 if self.k.win > 0 {
                     // Written to the log as it is sent: each half counts its arrivals.
                     let n = self.node(node).announced;
-                    self.k.shared.log[node as usize][n as usize]
-                        .store(partition, Ordering::Relaxed);
+                    let shared = &self.k.shared;
+                    shared.log[shared.log_index(node, n)].store(partition, Ordering::Relaxed);
                     self.node_mut(node).announced += 1;
                 }
                 self.push(
@@ -2590,6 +2660,7 @@ impl<'a> Cx<'a> {
                     let h = self.half_mut(id);
                     h.flows.push(Flow::default());
                     h.vers.push(0);
+                    h.ends.push((0, 0));
                     id
                 }
             }
@@ -2601,6 +2672,7 @@ impl<'a> Cx<'a> {
                 h.flows_made += 1;
                 h.flows.push(Flow::default());
                 h.vers.push(0);
+                h.ends.push((0, 0));
                 id
             })
         };
@@ -2624,6 +2696,7 @@ impl<'a> Cx<'a> {
             snap_done: 0.0,
             snap_at: now,
         };
+        self.half_mut(id).ends[at(id)] = (src, dst);
         self.nic_mut(src).up_flows.push(id);
         if self.crosses(src, dst) {
             // The receiver's half lists it at the window's end.
@@ -2821,9 +2894,9 @@ impl<'a> Cx<'a> {
                     let mut kept = start;
                     for i in start..fl.len() {
                         let f = fl[i];
-                        let x = self.flow(f);
+                        let (src, dst) = self.ends_of(f);
                         fl[kept] = f;
-                        kept += usize::from((x.src ^ x.dst) & 1 == 0);
+                        kept += usize::from((src ^ dst) & 1 == 0);
                     }
                     fl.truncate(kept);
                 } else {
@@ -2848,16 +2921,18 @@ impl<'a> Cx<'a> {
             sc.slot.resize(self.k.total * 2, (0, 0));
         }
         let epoch = sc.epoch;
-        // The transfers and both their sides are read ahead, in a pass with no branch on what
-        // it reads, so that these cache misses overlap instead of stalling the pass below one
-        // by one.
+        // The transfers' records (prefetched: only their rates are read below) and both their
+        // sides (through the small `ends` array) are read ahead, in a pass with no branch on
+        // what it reads, so that these cache misses overlap instead of stalling the pass below
+        // one by one.
         let mut ahead = 0u64;
         for &f in fl.iter() {
-            let x = self.flow(f);
-            ahead ^= self.side_of(side(x.src, true)).used.to_bits()
-                ^ self.side_of(side(x.dst, false)).used.to_bits()
-                ^ u64::from(sc.slot[side(x.src, true) as usize].0)
-                ^ u64::from(sc.slot[side(x.dst, false) as usize].0);
+            let (src, dst) = self.ends_of(f);
+            prefetch_index(&self.half(f).flows, at(f));
+            ahead ^= self.side_of(side(src, true)).used.to_bits()
+                ^ self.side_of(side(dst, false)).used.to_bits()
+                ^ u64::from(sc.slot[side(src, true) as usize].0)
+                ^ u64::from(sc.slot[side(dst, false) as usize].0);
         }
         std::hint::black_box(ahead);
         let cons = &mut sc.cons;
@@ -2865,7 +2940,7 @@ impl<'a> Cx<'a> {
         let ends = &mut sc.ends;
         ends.clear();
         for &f in fl.iter() {
-            let x = self.flow(f);
+            let (src, dst) = self.ends_of(f);
             let mut end = |node: u32, up: bool| {
                 let k = side(node, up) as usize;
                 let s = &mut sc.slot[k];
@@ -2878,7 +2953,7 @@ impl<'a> Cx<'a> {
                 }
                 s.1 as usize
             };
-            ends.push((end(x.src, true), end(x.dst, false)));
+            ends.push((end(src, true), end(dst, false)));
         }
         for (i, &f) in fl.iter().enumerate() {
             let r = self.flow(f).rate;
