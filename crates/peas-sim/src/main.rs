@@ -118,17 +118,18 @@ struct Args {
     /// Also re-share around nodes that gained capacity (closer to max-min, slower).
     #[arg(long)]
     two_rounds: bool,
-    /// Experiment towards a parallel event loop: transfers between odd and even nodes get
-    /// their rates only at the end of each window of this many microseconds (1 to the
-    /// latency).
+    /// Transfers between odd and even nodes get their rates only at the end of each window of
+    /// this many microseconds, which lets the two halves of the swarm run each window's
+    /// events on two threads (see --threads): at most the latency; 0 for none (every transfer
+    /// re-shared at once, events on one thread). Default: the latency.
     #[arg(long)]
     window_us: Option<u64>,
     /// Peers a node dials when it joins.
     #[arg(long, default_value_t = 16)]
     initial_peers: usize,
-    /// Threads: 2 lets planners that cannot act on announcements take them in on a second
-    /// thread, or with --window-us runs the two halves' events of each window on two threads
-    /// (the same results, sooner on two cores); 1 runs everything on one.
+    /// Threads: 2 runs the two halves' events of each window on two threads, or without a
+    /// window (--window-us 0) lets planners that cannot act on announcements take them in on
+    /// a second thread (the same results, sooner on two cores); 1 runs everything on one.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     threads: u8,
     /// Print JSON (the only output format; accepted for compatibility).
@@ -152,15 +153,20 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if let Some(w) = args.window_us
-        && (w == 0 || w as f64 > args.latency_ms * 1000.0)
-    {
-        eprintln!(
-            "peas-sim: --window-us {w} is not between 1 and the latency ({} µs)",
-            args.latency_ms * 1000.0
-        );
-        return ExitCode::from(2);
-    }
+    let latency_us = args.latency_ms.max(0.0) * 1000.0;
+    let window_us = match args.window_us {
+        Some(0) => None,
+        Some(w) if w as f64 > latency_us => {
+            eprintln!(
+                "peas-sim: --window-us {w} is longer than the latency ({latency_us} µs); \
+                 use at most that, or 0 for no window"
+            );
+            return ExitCode::from(2);
+        }
+        Some(w) => Some(w),
+        // The longest window the latency allows (none below a microsecond).
+        None => Some(latency_us.floor() as u64).filter(|&w| w > 0),
+    };
     let mut cfg = SimConfig {
         nodes: args.nodes,
         size: args.size,
@@ -184,7 +190,7 @@ fn main() -> ExitCode {
         .map(Duration::from_secs_f64);
     cfg.log_node = args.log_node;
     cfg.second_round = args.two_rounds;
-    cfg.window = args.window_us.map(Duration::from_micros);
+    cfg.window = window_us.map(Duration::from_micros);
     cfg.initial_peers = args.initial_peers;
     cfg.announcement_thread = args.threads == 2;
     cfg.parallel_halves = args.threads == 2;
@@ -246,6 +252,8 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let report = peas_sim::run(cfg);
     let wall = start.elapsed().as_secs_f64();
-    println!("{}", report.to_json(wall, lying));
+    let mut json = report.to_json(wall, lying);
+    json["window_us"] = window_us.into();
+    println!("{json}");
     ExitCode::SUCCESS
 }
