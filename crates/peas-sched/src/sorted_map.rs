@@ -2,6 +2,8 @@
 //! vectors. At a few dozen peers a lookup is a binary search over a few cache lines of keys,
 //! where a `BTreeMap` walks nodes that also hold the (large) values.
 
+use prefetch_index::prefetch_index;
+
 /// An ordered map over two sorted vectors (iteration in key order, like `BTreeMap`).
 #[derive(Debug, Clone)]
 pub(crate) struct SortedMap<K, V> {
@@ -26,11 +28,26 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
     }
 
     pub(crate) fn get(&self, k: &K) -> Option<&V> {
-        self.keys.binary_search(k).ok().map(|i| &self.vals[i])
+        self.search(k).ok().map(|i| &self.vals[i])
     }
 
     pub(crate) fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        self.keys.binary_search(k).ok().map(|i| &mut self.vals[i])
+        self.search(k).ok().map(|i| &mut self.vals[i])
+    }
+
+    /// A binary search that first asks for every cache line of the keys at once: the probes
+    /// depend on each other, and when the keys are not cached (a planner among thousands, in
+    /// the simulator) each would otherwise wait for its own line in turn.
+    fn search(&self, k: &K) -> Result<usize, usize> {
+        let per_line = (64 / std::mem::size_of::<K>().max(1)).max(1);
+        let n = self.keys.len();
+        if n > per_line {
+            for i in (0..n).step_by(per_line) {
+                prefetch_index(&self.keys, i);
+            }
+            prefetch_index(&self.keys, n - 1);
+        }
+        self.keys.binary_search(k)
     }
 
     /// Inserts or replaces; returns the old value.

@@ -1915,6 +1915,13 @@ impl<'a> Cx<'a> {
             }
         }
         peers.truncate(kept);
+        // The receivers' records and planners are asked for at once: the loop below calls
+        // each in turn, and would otherwise wait for each one's cache misses alone.
+        for &node in &peers {
+            let n = &self.half(node).nodes[at(node)];
+            prefetch_index(std::slice::from_ref(&n.reports), 0);
+            prefetch_index(&k.shared.slots, node as usize);
+        }
         if !self.w.to_post.is_empty() {
             k.shared
                 .backlog
