@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::bits::PartitionBits;
 use crate::slots::PeerSlots;
-use crate::sorted_map::SortedMap;
+use crate::sorted_map::{SortedMap, prefetch_all};
 use crate::{Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, RequestId, UploadId};
 
 /// Largest number of partitions a planner tracks; a larger geometry is rejected by
@@ -1813,6 +1813,12 @@ impl Planner {
         if free == 0 {
             return;
         }
+        // What the passes below read, asked for at once (in the simulator, among thousands of
+        // planners, each would otherwise miss the caches line after line).
+        self.slots.prefetch_table();
+        prefetch_all(&self.quiet_until);
+        self.uploads.prefetch();
+        self.offers.prefetch();
         // Uploads per peer, queued or active (few: at most the slots plus the queue).
         let mut loads = std::mem::take(&mut self.scratch.loads);
         tally_peers(self.uploads.values().map(|u| u.peer), &mut loads);

@@ -158,6 +158,11 @@ impl PeerSlots {
             .map(|(slot, m)| (slot as u32, PeerId(m.peer), m.count))
     }
 
+    /// Asks for every cache line of the slot table (see [`crate::sorted_map::prefetch_all`]).
+    pub(crate) fn prefetch_table(&self) {
+        crate::sorted_map::prefetch_all(&self.meta);
+    }
+
     /// The planner's count of our partitions that `slot`'s peer lacks.
     pub(crate) fn lacking(&self, slot: u32) -> u32 {
         self.meta[slot as usize].lacking

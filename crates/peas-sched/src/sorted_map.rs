@@ -39,15 +39,16 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
     /// depend on each other, and when the keys are not cached (a planner among thousands, in
     /// the simulator) each would otherwise wait for its own line in turn.
     fn search(&self, k: &K) -> Result<usize, usize> {
-        let per_line = (64 / std::mem::size_of::<K>().max(1)).max(1);
-        let n = self.keys.len();
-        if n > per_line {
-            for i in (0..n).step_by(per_line) {
-                prefetch_index(&self.keys, i);
-            }
-            prefetch_index(&self.keys, n - 1);
+        if self.keys.len() * std::mem::size_of::<K>() > 64 {
+            prefetch_all(&self.keys);
         }
         self.keys.binary_search(k)
+    }
+
+    /// Asks for every cache line of the keys and values (a hint: reads nothing).
+    pub(crate) fn prefetch(&self) {
+        prefetch_all(&self.keys);
+        prefetch_all(&self.vals);
     }
 
     /// Inserts or replaces; returns the old value.
@@ -101,6 +102,18 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
 
     pub(crate) fn values_mut(&mut self) -> std::slice::IterMut<'_, V> {
         self.vals.iter_mut()
+    }
+}
+
+/// Asks the processor for every cache line of `v` at once (a hint: reads nothing), before a
+/// pass over it whose loads would otherwise miss one line after another.
+pub(crate) fn prefetch_all<T>(v: &[T]) {
+    let per_line = (64 / std::mem::size_of::<T>().max(1)).max(1);
+    for i in (0..v.len()).step_by(per_line) {
+        prefetch_index(v, i);
+    }
+    if let Some(last) = v.len().checked_sub(1) {
+        prefetch_index(v, last);
     }
 }
 

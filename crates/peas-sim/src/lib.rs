@@ -1839,7 +1839,12 @@ impl<'a> Cx<'a> {
                 return;
             }
             Ev::Have { from, .. } => {
-                prefetch_index(&self.top().peers, from as usize);
+                // The list's header is in a small array, most likely cached: its entries are
+                // what would miss.
+                let peers = &self.top().peers[from as usize];
+                for i in (0..peers.len()).step_by(16) {
+                    prefetch_index(peers, i);
+                }
                 return;
             }
             Ev::Join { .. } => return,
@@ -1851,9 +1856,13 @@ impl<'a> Cx<'a> {
             | Ev::CancelArrive { src: node, .. } => node,
         };
         if let Some(h) = self.h[(node & 1) as usize].as_deref() {
+            // The record's three cache lines.
             let n = &h.nodes[at(node)];
             prefetch_index(std::slice::from_ref(&n.timer), 0);
             prefetch_index(std::slice::from_ref(&n.reqs), 0);
+            prefetch_index(std::slice::from_ref(&n.ups), 0);
+            prefetch_index(std::slice::from_ref(&n.liar), 0);
+            prefetch_index(std::slice::from_ref(&n.reports), 0);
         }
         prefetch_index(&self.k.shared.slots, node as usize);
     }
