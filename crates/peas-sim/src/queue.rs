@@ -20,6 +20,9 @@ pub(crate) struct EventQueue<T> {
     /// Bucket `i` (1..=64) holds items whose time first differs from `last` at bit `i - 1`
     /// (counting from the least significant), with the smallest time in it.
     buckets: Vec<(Vec<Item<T>>, u64)>,
+    /// Bit `i - 1` is set when bucket `i` holds items: the first non-empty bucket without a
+    /// scan of the 64.
+    nonempty: u64,
     /// Scratch space of `pop` (kept for its capacity).
     here: Vec<Item<T>>,
 }
@@ -30,12 +33,18 @@ impl<T> EventQueue<T> {
             last: 0,
             now: VecDeque::new(),
             buckets: (0..65).map(|_| (Vec::new(), u64::MAX)).collect(),
+            nonempty: 0,
             here: Vec::new(),
         }
     }
 
     fn bucket_of(&self, t: u64) -> usize {
         (64 - (t ^ self.last).leading_zeros()) as usize
+    }
+
+    /// The first non-empty bucket (1..=64), if any.
+    fn first_bucket(&self) -> Option<usize> {
+        (self.nonempty != 0).then(|| self.nonempty.trailing_zeros() as usize + 1)
     }
 
     /// Adds an item; `t` must not be before the last popped time (it is clamped to it).
@@ -53,6 +62,7 @@ impl<T> EventQueue<T> {
             let (v, min) = &mut self.buckets[b];
             v.push((t, seq, item));
             *min = (*min).min(t);
+            self.nonempty |= 1 << (b - 1);
         }
     }
 
@@ -61,11 +71,7 @@ impl<T> EventQueue<T> {
         if !self.now.is_empty() {
             return Some(self.last);
         }
-        self.buckets
-            .iter()
-            .skip(1)
-            .find(|(v, _)| !v.is_empty())
-            .map(|(_, min)| *min)
+        self.first_bucket().map(|i| self.buckets[i].1)
     }
 
     /// Most likely the item [`EventQueue::pop`] returns next (unless an earlier one is pushed
@@ -75,7 +81,7 @@ impl<T> EventQueue<T> {
         if let Some(x) = self.now.front() {
             return Some(&x.2);
         }
-        let (v, min) = self.buckets.iter().skip(1).find(|(v, _)| !v.is_empty())?;
+        let (v, min) = &self.buckets[self.first_bucket()?];
         if v.len() > HINT_SCAN {
             return None;
         }
@@ -85,12 +91,13 @@ impl<T> EventQueue<T> {
     /// Removes the item with the smallest `(time, seq)`.
     pub(crate) fn pop(&mut self) -> Option<Item<T>> {
         if self.now.is_empty() {
-            let i = (1..65).find(|&i| !self.buckets[i].0.is_empty())?;
+            let i = self.first_bucket()?;
             // Every item of bucket `i` moves to a lower bucket (or to `now`) once `last` is
             // its smallest time, so the emptied vector goes back to bucket `i` with its
             // capacity: no allocation in the steady state.
             let mut items = std::mem::take(&mut self.buckets[i].0);
             self.last = std::mem::replace(&mut self.buckets[i].1, u64::MAX);
+            self.nonempty &= !(1 << (i - 1));
             let mut here = std::mem::take(&mut self.here);
             for it in items.drain(..) {
                 let b = self.bucket_of(it.0);
@@ -100,6 +107,7 @@ impl<T> EventQueue<T> {
                     let (v, m) = &mut self.buckets[b];
                     *m = (*m).min(it.0);
                     v.push(it);
+                    self.nonempty |= 1 << (b - 1);
                 }
             }
             self.buckets[i].0 = items;
