@@ -213,6 +213,8 @@ pub struct Planner {
 
     peers: SortedMap<PeerId, Peer>,
     requests: BTreeMap<RequestId, Req>,
+    /// Requests in `requests` that have delivered nothing yet.
+    unstarted: u32,
     actions: VecDeque<Action>,
     /// Per partition, [`Planner::mask_words`] words: bit `slot` is set if the connected peer
     /// in that slot (not a complete seed) has it. Its count is the partition's availability.
@@ -452,6 +454,7 @@ impl Planner {
             peers: SortedMap::new(),
             banned: BTreeSet::new(),
             requests: BTreeMap::new(),
+            unstarted: 0,
             next_request: 0,
             uploads: SortedMap::new(),
             upload_queue: Vec::new(),
@@ -712,6 +715,9 @@ impl Planner {
 
     /// Decrements the in-flight counters of a request already removed from `requests`.
     fn forget_request_counts(&mut self, req: &Req) {
+        if req.received == 0 {
+            self.unstarted -= 1;
+        }
         if let Some(peer) = self.peers.get_mut(&req.peer) {
             peer.inflight = peer.inflight.saturating_sub(1);
         }
@@ -1021,6 +1027,9 @@ impl Planner {
             return;
         }
         let delta = rec - req.received;
+        if req.received == 0 {
+            self.unstarted -= 1;
+        }
         req.received = rec;
         req.last_progress = now;
         let (peer, block, upto, full) = (req.peer, req.block, req.range.start + rec, rec == len);
@@ -1045,6 +1054,9 @@ impl Planner {
         let took = now.saturating_sub(req.issued).as_secs_f64();
         let peer = req.peer;
         if let Some(req) = self.requests.get_mut(&id) {
+            if req.received == 0 {
+                self.unstarted -= 1;
+            }
             req.received = len;
         }
         if let Some(pe) = self.peers.get_mut(&peer) {
@@ -1131,6 +1143,7 @@ impl Planner {
                 received: 0,
             },
         );
+        self.unstarted += 1;
         self.blocks[b as usize].reqs.push(id);
         if let Some(pe) = self.peers.get_mut(&peer) {
             pe.inflight += 1;
@@ -1939,13 +1952,19 @@ impl Planner {
             return true;
         }
         // The usual answer first (a full request budget with no request to move: 94 % of the
-        // offers in the simulator), without reading the peer's record.
+        // offers in the simulator), without reading the peer's record, nor the requests when
+        // every one has delivered something.
+        debug_assert_eq!(
+            self.unstarted as usize,
+            self.requests.values().filter(|r| r.received == 0).count()
+        );
         let settle = self.config.offer_timeout * 2;
         if self.requests.len() >= self.inflight_cap()
-            && !self
-                .requests
-                .values()
-                .any(|r| Self::is_silent(r, now, settle, peer))
+            && (self.unstarted == 0
+                || !self
+                    .requests
+                    .values()
+                    .any(|r| Self::is_silent(r, now, settle, peer)))
         {
             return true;
         }
