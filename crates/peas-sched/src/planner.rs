@@ -1222,7 +1222,7 @@ impl Planner {
         // second, queued request to a peer is what keeps that download pipelined.
         let one_waiting = self.config.one_waiting_per_peer
             && self.inflight_cap() < self.config.max_inflight_total;
-        if one_waiting {
+        if one_waiting && self.unstarted > 0 {
             waiting.extend(
                 self.requests
                     .values()
