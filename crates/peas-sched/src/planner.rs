@@ -212,6 +212,9 @@ pub struct Planner {
     size: u64,
 
     peers: SortedMap<PeerId, Peer>,
+    /// The peers' slots, in the order of `peers` (by peer id): an offer round reads the slot
+    /// table in this order, so its candidates come out sorted by peer.
+    peer_slots: Vec<u32>,
     requests: BTreeMap<RequestId, Req>,
     /// Requests in `requests` that have delivered nothing yet.
     unstarted: u32,
@@ -452,6 +455,7 @@ impl Planner {
             slots: PeerSlots::new(n_slots, n_parts),
             seed_peers: 0,
             peers: SortedMap::new(),
+            peer_slots: Vec::new(),
             banned: BTreeSet::new(),
             requests: BTreeMap::new(),
             unstarted: 0,
@@ -803,6 +807,8 @@ impl Planner {
                     slow_strikes: 0,
                 },
             );
+            let i = self.peers.index_of(&peer).expect("just inserted");
+            self.peer_slots.insert(i, slot);
             slot
         };
         match have {
@@ -956,6 +962,9 @@ impl Planner {
         let ids = self.requests_to(peer);
         for id in ids {
             self.release_request(id);
+        }
+        if let Some(i) = self.peers.index_of(&peer) {
+            self.peer_slots.remove(i);
         }
         if let Some(pe) = self.peers.remove(&peer) {
             self.remove_have(pe.slot);
@@ -1838,17 +1847,16 @@ impl Planner {
         loads.sort_unstable();
         let mut cands = std::mem::take(&mut self.scratch.offer_cands);
         // From the slot table, which holds each peer's id, count and lacking together (the
-        // peer records would cost a cache line or two each), then in peer order.
-        for (slot, peer, progress) in self.slots.lacking_peers() {
-            debug_assert_eq!(
-                self.slots.lacking(slot),
-                self.lacking_of(self.slots.words(slot))
-            );
-            if self.quiet_until[slot as usize] <= now {
+        // peer records would cost a cache line or two each), in peer order.
+        debug_assert_eq!(self.peer_slots.len(), self.peers.len());
+        for &slot in &self.peer_slots {
+            let (peer, progress, lacking) = self.slots.entry(slot);
+            debug_assert_eq!(lacking, self.lacking_of(self.slots.words(slot)));
+            if lacking > 0 && self.quiet_until[slot as usize] <= now {
                 cands.push((0, progress, 0, peer, slot));
             }
         }
-        cands.sort_unstable_by_key(|c| c.3);
+        debug_assert!(cands.is_sorted_by_key(|c| c.3));
         // Offers and loads are ordered by peer too: one merged pass.
         let offered = self.offers.keys();
         let (mut o, mut u) = (0, 0);

@@ -150,12 +150,11 @@ impl PeerSlots {
         m.lacking = 0;
     }
 
-    /// The occupied slots whose peer lacks some of our partitions (lacking above 0), in
-    /// slot order: each slot, its peer and its count.
-    pub(crate) fn lacking_peers(&self) -> impl Iterator<Item = (u32, PeerId, u32)> + '_ {
-        (self.meta.iter().enumerate())
-            .filter(|(_, m)| m.count != Self::FREE && m.lacking > 0)
-            .map(|(slot, m)| (slot as u32, PeerId(m.peer), m.count))
+    /// An occupied slot's peer, count and lacking, read together (one cache line).
+    pub(crate) fn entry(&self, slot: u32) -> (PeerId, u32, u32) {
+        let m = &self.meta[slot as usize];
+        debug_assert_ne!(m.count, Self::FREE, "slot {slot} is free");
+        (PeerId(m.peer), m.count, m.lacking)
     }
 
     /// Asks for every cache line of the slot table (see [`crate::sorted_map::prefetch_all`]).
@@ -163,12 +162,7 @@ impl PeerSlots {
         crate::sorted_map::prefetch_all(&self.meta);
     }
 
-    /// The planner's count of our partitions that `slot`'s peer lacks.
-    pub(crate) fn lacking(&self, slot: u32) -> u32 {
-        self.meta[slot as usize].lacking
-    }
-
-    /// See [`PeerSlots::lacking`].
+    /// The planner's count of our partitions that `slot`'s peer lacks, to update.
     pub(crate) fn lacking_mut(&mut self, slot: u32) -> &mut u32 {
         &mut self.meta[slot as usize].lacking
     }
@@ -197,13 +191,13 @@ mod tests {
         assert_eq!(s.count(1), 130);
         assert_eq!(s.words(2).map(|w| w[0]), Some(1 << 5));
         *s.lacking_mut(2) = 4;
-        assert_eq!(s.lacking(2), 4);
+        assert_eq!(s.entry(2), (PeerId(9), 1, 4));
         s.vacate(2);
         assert!(!s.holds(2, PeerId(9)) && !s.insert(2, 6));
         assert_eq!(s.occupy(PeerId(10)), 2);
         assert_eq!(
-            (s.count(2), s.lacking(2), s.words(2).map(|w| w[0])),
-            (0, 0, Some(0))
+            (s.entry(2), s.words(2).map(|w| w[0])),
+            ((PeerId(10), 0, 0), Some(0))
         );
     }
 }

@@ -35,6 +35,11 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
         self.search(k).ok().map(|i| &mut self.vals[i])
     }
 
+    /// The position of `k` among the keys (in key order), if present.
+    pub(crate) fn index_of(&self, k: &K) -> Option<usize> {
+        self.search(k).ok()
+    }
+
     /// A binary search that first asks for every cache line of the keys at once: the probes
     /// depend on each other, and when the keys are not cached (a planner among thousands, in
     /// the simulator) each would otherwise wait for its own line in turn.
