@@ -228,3 +228,15 @@ impl Default for Config {
         }
     }
 }
+
+/// Asks the processor for every cache line of `v` at once (a hint: reads nothing), before a
+/// pass over it whose loads would otherwise miss one line after another.
+pub(crate) fn prefetch_all<T>(v: &[T]) {
+    let per_line = (64 / std::mem::size_of::<T>().max(1)).max(1);
+    for i in (0..v.len()).step_by(per_line) {
+        prefetch_index::prefetch_index(v, i);
+    }
+    if let Some(last) = v.len().checked_sub(1) {
+        prefetch_index::prefetch_index(v, last);
+    }
+}

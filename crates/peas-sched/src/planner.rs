@@ -12,8 +12,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::bits::PartitionBits;
 use crate::slots::PeerSlots;
-use crate::sorted_map::{SortedMap, prefetch_all};
-use crate::{Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, RequestId, UploadId};
+use crate::sorted_map::SortedMap;
+use crate::{
+    Action, CHUNK_GROUP, Config, Failure, PeerHave, PeerId, RequestId, UploadId, prefetch_all,
+};
 
 /// Largest number of partitions a planner tracks; a larger geometry is rejected by
 /// [`Planner::try_new`] and clamped by [`Planner::new`].

@@ -157,9 +157,9 @@ impl PeerSlots {
         (PeerId(m.peer), m.count, m.lacking)
     }
 
-    /// Asks for every cache line of the slot table (see [`crate::sorted_map::prefetch_all`]).
+    /// Asks for every cache line of the slot table (see [`crate::prefetch_all`]).
     pub(crate) fn prefetch_table(&self) {
-        crate::sorted_map::prefetch_all(&self.meta);
+        crate::prefetch_all(&self.meta);
     }
 
     /// The planner's count of our partitions that `slot`'s peer lacks, to update.

@@ -2,7 +2,7 @@
 //! vectors. At a few dozen peers a lookup is a binary search over a few cache lines of keys,
 //! where a `BTreeMap` walks nodes that also hold the (large) values.
 
-use prefetch_index::prefetch_index;
+use crate::prefetch_all;
 
 /// An ordered map over two sorted vectors (iteration in key order, like `BTreeMap`).
 #[derive(Debug, Clone)]
@@ -107,18 +107,6 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
 
     pub(crate) fn values_mut(&mut self) -> std::slice::IterMut<'_, V> {
         self.vals.iter_mut()
-    }
-}
-
-/// Asks the processor for every cache line of `v` at once (a hint: reads nothing), before a
-/// pass over it whose loads would otherwise miss one line after another.
-pub(crate) fn prefetch_all<T>(v: &[T]) {
-    let per_line = (64 / std::mem::size_of::<T>().max(1)).max(1);
-    for i in (0..v.len()).step_by(per_line) {
-        prefetch_index(v, i);
-    }
-    if let Some(last) = v.len().checked_sub(1) {
-        prefetch_index(v, last);
     }
 }
 

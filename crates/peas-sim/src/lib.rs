@@ -941,6 +941,13 @@ impl Half {
             flows_made: 0,
         }
     }
+
+    /// Adds room for one more transfer id: its record, version and ends, side by side.
+    fn add_flow_slot(&mut self) {
+        self.flows.push(Flow::default());
+        self.vers.push(0);
+        self.ends.push((0, 0));
+    }
 }
 
 impl Sim {
@@ -2673,10 +2680,7 @@ impl<'a> Cx<'a> {
                 None => {
                     let id = top.flows_made;
                     top.flows_made += 1;
-                    let h = self.half_mut(id);
-                    h.flows.push(Flow::default());
-                    h.vers.push(0);
-                    h.ends.push((0, 0));
+                    self.half_mut(id).add_flow_slot();
                     id
                 }
             }
@@ -2686,9 +2690,7 @@ impl<'a> Cx<'a> {
             h.free.pop().unwrap_or_else(|| {
                 let id = 2 * h.flows_made + (src & 1);
                 h.flows_made += 1;
-                h.flows.push(Flow::default());
-                h.vers.push(0);
-                h.ends.push((0, 0));
+                h.add_flow_slot();
                 id
             })
         };
