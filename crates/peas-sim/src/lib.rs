@@ -548,10 +548,15 @@ fn take_in_background(shared: &Shared) {
 /// A node's transfers, kept apart from its planner so that the rate re-sharing, which runs
 /// around every transfer start and end, touches a few compact arrays instead of the large
 /// per-node records (capacities are in [`Half::sides`]).
+///
+/// Each transfer is listed with the node at its other end: the rate re-sharing, which reads
+/// both ends of every transfer it gathers, then finds them without another read.
 #[derive(Debug, Default)]
 struct Nic {
-    up_flows: Vec<u32>,
-    down_flows: Vec<u32>,
+    /// (transfer, receiver) of the node's uploads.
+    up_flows: Vec<(u32, u32)>,
+    /// (transfer, sender) of the node's downloads.
+    down_flows: Vec<(u32, u32)>,
 }
 
 /// One side of a node's link (its upload or its download, see [`side`]), in an array of its
@@ -668,10 +673,6 @@ struct Half {
     /// from the transfers' records: most end events are out of date, and this tells without
     /// reading the record.
     vers: Vec<u32>,
-    /// Per transfer: its sender and receiver (as in its record), for the rate re-sharing,
-    /// which reads only these of most transfers it gathers: a small array that stays in the
-    /// caches, where the records would miss.
-    ends: Vec<(u32, u32)>,
     /// With a window: transfers from the other half into this one, as their receivers see
     /// them (by the transfer's position in the other half).
     xin: Vec<Snap>,
@@ -917,7 +918,6 @@ impl Half {
             sides: Vec::new(),
             flows: Vec::new(),
             vers: Vec::new(),
-            ends: Vec::new(),
             xin: Vec::new(),
             passive: Vec::new(),
             unseen: Vec::new(),
@@ -942,11 +942,10 @@ impl Half {
         }
     }
 
-    /// Adds room for one more transfer id: its record, version and ends, side by side.
+    /// Adds room for one more transfer id: its record and version, side by side.
     fn add_flow_slot(&mut self) {
         self.flows.push(Flow::default());
         self.vers.push(0);
-        self.ends.push((0, 0));
     }
 }
 
@@ -1439,9 +1438,6 @@ impl<'a> Cx<'a> {
     }
 
     /// Transfer `f`'s sender and receiver ([`Half::ends`]).
-    fn ends_of(&self, f: u32) -> (u32, u32) {
-        self.half(f).ends[at(f)]
-    }
 
     fn flow_mut(&mut self, f: u32) -> &mut Flow {
         &mut self.half_mut(f).flows[at(f)]
@@ -2046,11 +2042,8 @@ impl<'a> Cx<'a> {
             .up_flows
             .iter()
             .chain(nic.down_flows.iter())
-            .copied()
-            .filter(|&f| {
-                let fl = self.flow(f);
-                (fl.src == a && fl.dst == b) || (fl.src == b && fl.dst == a)
-            })
+            .filter(|&&(_, far)| far == b)
+            .map(|&(f, _)| f)
             .collect();
         for f in flows {
             self.kill_flow(f, true, a);
@@ -2093,7 +2086,7 @@ impl<'a> Cx<'a> {
         let now = self.w.now;
         // Neither call below adds or removes transfers.
         for i in 0..self.nic(node).down_flows.len() {
-            let f = self.nic(node).down_flows[i];
+            let (f, _) = self.nic(node).down_flows[i];
             let (done, bad, req) = if self.comes_from_other_half(f, node) {
                 // Read, not advanced: the sender's half owns it. Its rate holds since `at`.
                 let s = self.half(node).xin[at(f)];
@@ -2162,7 +2155,7 @@ impl<'a> Cx<'a> {
             .nic(src)
             .up_flows
             .iter()
-            .copied()
+            .map(|&(f, _)| f)
             .find(|&f| self.flow(f).upload == upload);
         if let Some(f) = flow {
             self.kill_flow(f, true, src);
@@ -2540,8 +2533,8 @@ impl<'a> Cx<'a> {
         }) || (self.top().origin_left && !self.left(ORIGIN))
     }
 
-    /// The transfers of a [`side`].
-    fn side_flows(&self, k: u32) -> &[u32] {
+    /// The transfers of a [`side`], each with the node at its other end.
+    fn side_flows(&self, k: u32) -> &[(u32, u32)] {
         let n = self.nic(k / 2);
         if k % 2 == 1 {
             &n.up_flows
@@ -2588,8 +2581,8 @@ impl<'a> Cx<'a> {
             for f in std::mem::take(&mut self.hh(h).win_adds) {
                 let x = self.flow(f);
                 if x.alive {
-                    let (dst, snap) = (x.dst, x.snap());
-                    self.nic_mut(dst).down_flows.push(f);
+                    let (src, dst, snap) = (x.src, x.dst, x.snap());
+                    self.nic_mut(dst).down_flows.push((f, src));
                     self.set_snap(dst, f, snap);
                 }
             }
@@ -2714,8 +2707,7 @@ impl<'a> Cx<'a> {
             snap_done: 0.0,
             snap_at: now,
         };
-        self.half_mut(id).ends[at(id)] = (src, dst);
-        self.nic_mut(src).up_flows.push(id);
+        self.nic_mut(src).up_flows.push((id, dst));
         if self.crosses(src, dst) {
             // The receiver's half lists it at the window's end.
             let h = self.half_mut(src);
@@ -2723,7 +2715,7 @@ impl<'a> Cx<'a> {
             h.win_pairs.push(side(src, true));
             h.win_pairs.push(side(dst, false));
         } else {
-            self.nic_mut(dst).down_flows.push(id);
+            self.nic_mut(dst).down_flows.push((id, src));
             self.w.dirty.push(side(src, true));
             self.w.dirty.push(side(dst, false));
         }
@@ -2895,35 +2887,24 @@ impl<'a> Cx<'a> {
     }
 
     fn refill_with(&mut self, sides: &[u32], sc: &mut Scratch) -> Vec<u32> {
+        // (transfer, sender, receiver), in the order of the transfers' ids.
         let fl = &mut sc.flows;
         fl.clear();
+        let all = self.k.win == 0 || self.w.window_flush;
         for &k in sides {
+            let node = k / 2;
             let list = self.side_flows(k);
-            if self.k.win == 0 || self.w.window_flush {
-                fl.extend(list.iter().copied());
+            // In a window, without the transfers between the halves: their rates are set at
+            // the window's end (and a download's from the other half are that half's).
+            let mine = |far: u32| all || (far ^ node) & 1 == 0;
+            if k % 2 == 1 {
+                fl.extend(list.iter().filter(|x| mine(x.1)).map(|&(f, dst)| (f, node, dst)));
             } else {
-                // (Without reading a download's transfers: those from the other half are
-                // that half's. Their ids tell: by the sender's half.)
-                let node = k / 2;
-                if k % 2 == 1 {
-                    // Without a branch on what is read: the reads of the transfers overlap.
-                    let start = fl.len();
-                    fl.extend_from_slice(list);
-                    let mut kept = start;
-                    for i in start..fl.len() {
-                        let f = fl[i];
-                        let (src, dst) = self.ends_of(f);
-                        fl[kept] = f;
-                        kept += usize::from((src ^ dst) & 1 == 0);
-                    }
-                    fl.truncate(kept);
-                } else {
-                    fl.extend(list.iter().copied().filter(|&f| (f ^ node) & 1 == 0));
-                }
+                fl.extend(list.iter().filter(|x| mine(x.1)).map(|&(f, src)| (f, src, node)));
             }
         }
-        fl.sort_unstable();
-        fl.dedup();
+        fl.sort_unstable_by_key(|x| x.0);
+        fl.dedup_by_key(|x| x.0);
         if fl.is_empty() {
             return Vec::new();
         }
@@ -2944,8 +2925,7 @@ impl<'a> Cx<'a> {
         // what it reads, so that these cache misses overlap instead of stalling the pass below
         // one by one.
         let mut ahead = 0u64;
-        for &f in fl.iter() {
-            let (src, dst) = self.ends_of(f);
+        for &(f, src, dst) in fl.iter() {
             prefetch_index(&self.half(f).flows, at(f));
             ahead ^= self.side_of(side(src, true)).used.to_bits()
                 ^ self.side_of(side(dst, false)).used.to_bits()
@@ -2957,8 +2937,7 @@ impl<'a> Cx<'a> {
         cons.clear();
         let ends = &mut sc.ends;
         ends.clear();
-        for &f in fl.iter() {
-            let (src, dst) = self.ends_of(f);
+        for &(_, src, dst) in fl.iter() {
             let mut end = |node: u32, up: bool| {
                 let k = side(node, up) as usize;
                 let s = &mut sc.slot[k];
@@ -2973,7 +2952,7 @@ impl<'a> Cx<'a> {
             };
             ends.push((end(src, true), end(dst, false)));
         }
-        for (i, &f) in fl.iter().enumerate() {
+        for (i, &(f, _, _)) in fl.iter().enumerate() {
             let r = self.flow(f).rate;
             cons[ends[i].0].0 += r;
             cons[ends[i].1].0 += r;
@@ -3041,7 +3020,7 @@ impl<'a> Cx<'a> {
         }
         let now = self.w.now;
         let mut freed = Vec::new();
-        for (i, &f) in fl.iter().enumerate() {
+        for (i, &(f, _, _)) in fl.iter().enumerate() {
             // Below a byte per second is no progress (and would overflow the clock).
             let new = if rate[i] < 1.0 { 0.0 } else { rate[i] };
             let old = self.flow(f).rate;
@@ -3107,7 +3086,7 @@ impl<'a> Cx<'a> {
             }
         }
         debug_assert!(
-            fl.iter().all(|&f| {
+            fl.iter().all(|&(f, _, _)| {
                 let x = self.flow(f);
                 [side(x.src, true), side(x.dst, false)].iter().all(|&k| {
                     let s = self.side_of(k);
@@ -3126,7 +3105,8 @@ impl<'a> Cx<'a> {
 /// cost a tenth of the run).
 #[derive(Debug, Default)]
 struct Scratch {
-    flows: Vec<u32>,
+    /// (transfer, sender, receiver).
+    flows: Vec<(u32, u32, u32)>,
     /// Per constraint: residual capacity, unfrozen users.
     cons: Vec<(f64, u32)>,
     /// Per transfer of `flows`: its constraints (upload end, download end).
@@ -3146,8 +3126,8 @@ fn side(node: u32, up: bool) -> u32 {
 
 /// Takes transfer `f` (at `rate`) off one side of a node: its list and its rate sum (reset to
 /// exactly 0 when no transfer is left, so rounding errors do not pile up).
-fn remove_flow(flows: &mut Vec<u32>, used: &mut f64, f: u32, rate: f64) {
-    flows.retain(|x| *x != f);
+fn remove_flow(flows: &mut Vec<(u32, u32)>, used: &mut f64, f: u32, rate: f64) {
+    flows.retain(|x| x.0 != f);
     *used = if flows.is_empty() { 0.0 } else { *used - rate };
 }
 
