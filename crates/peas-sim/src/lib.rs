@@ -545,6 +545,33 @@ fn take_in_background(shared: &Shared) {
     }
 }
 
+/// What a thread of a window on two threads does while it waits for the other (or for the
+/// window's end): it takes in the announcements held back for the planners of `held`, as the
+/// announcement thread does, so that the planners' next calls find little left to take in.
+/// Stops when `busy` says there is other work, leaving the rest in `held`.
+fn take_in_held(
+    shared: &Shared,
+    held: &mut Vec<u32>,
+    batch: &mut Vec<Announced>,
+    busy: impl Fn() -> bool,
+) {
+    while !busy() {
+        let Some(x) = held.pop() else {
+            return;
+        };
+        let mut slot = lock(&shared.slots[x as usize]);
+        // Not set: the simulator has brought this planner up to date since.
+        if shared.unseen[x as usize].load(Ordering::Acquire) {
+            let had = slot.planner.has_actions();
+            slot.take_in(shared, Duration::ZERO, batch);
+            debug_assert!(
+                had || !slot.planner.has_actions(),
+                "a held-back announcement acted"
+            );
+        }
+    }
+}
+
 /// A node's transfers, kept apart from its planner so that the rate re-sharing, which runs
 /// around every transfer start and end, touches a few compact arrays instead of the large
 /// per-node records (capacities are in [`Half::sides`]).
@@ -746,6 +773,9 @@ struct Worker {
     /// Receivers of the current announcement that cannot act on it, with its announcer, for
     /// the announcement thread.
     to_post: Vec<(u32, u32)>,
+    /// With a window on two threads: the nodes whose planners had announcements held back
+    /// in this window, for the thread to take in while it waits (see [`take_in_held`]).
+    held: Vec<u32>,
     /// Running a window's end (what touches both halves happens at once).
     in_barrier: bool,
     /// Set while re-sharing at a window's end (transfers between the halves included).
@@ -1283,25 +1313,41 @@ impl Sim {
             stop: AtomicBool::new(false),
             helper_gone: AtomicBool::new(false),
         };
+        // Planners the event loop had no time to take held-back announcements in for, handed
+        // to the helper at the window's end.
+        let handoff = Mutex::new(Vec::new());
         let lock_second = || second.lock().expect("the helper thread panicked");
         let read_top = || top.read().expect("a thread panicked");
+        let shared = &*k.shared;
         std::thread::scope(|s| {
             if k.parallel {
                 s.spawn(|| {
                     let _gone = SetOnDrop(&sync.helper_gone);
                     let mut seen = 0;
-                    while let Some(n) = sync.wait_for_start(seen) {
+                    let (mut held, mut batch) = (Vec::new(), Vec::new());
+                    let next = |seen| sync.started.load(Ordering::Acquire) > seen;
+                    loop {
+                        take_in_held(shared, &mut held, &mut batch, || next(seen));
+                        if held.is_empty() && !next(seen) {
+                            held.append(&mut handoff.lock().expect("a thread panicked"));
+                            take_in_held(shared, &mut held, &mut batch, || next(seen));
+                        }
+                        let Some(n) = sync.wait_for_start(seen) else {
+                            break;
+                        };
                         seen = n;
                         let end = sync.end.load(Ordering::Acquire);
                         {
                             let mut g = lock_second();
                             let (h, w) = &mut *g;
                             Cx::window(k, &read_top(), h, w, 1).run_window(end);
+                            held.append(&mut w.held);
                         }
                         sync.finished.store(n, Ordering::Release);
                     }
                 });
             }
+            let mut batch = Vec::new();
             // Also when this thread panics: the helper returns, and the scope can end.
             let _stop = SetOnDrop(&sync.stop);
             let mut n = 0;
@@ -1314,7 +1360,13 @@ impl Sim {
                 }
                 Cx::window(k, &read_top(), h0, w0, 0).run_window(end);
                 if k.parallel {
+                    let done = || sync.finished.load(Ordering::Acquire) >= n;
+                    take_in_held(shared, &mut w0.held, &mut batch, done);
                     sync.wait_for_finish(n);
+                    handoff
+                        .lock()
+                        .expect("a thread panicked")
+                        .append(&mut w0.held);
                 } else {
                     let mut g = lock_second();
                     let (h, w) = &mut *g;
@@ -1436,8 +1488,6 @@ impl<'a> Cx<'a> {
     fn flow(&self, f: u32) -> &Flow {
         &self.half(f).flows[at(f)]
     }
-
-    /// Transfer `f`'s sender and receiver ([`Half::ends`]).
 
     fn flow_mut(&mut self, f: u32) -> &mut Flow {
         &mut self.half_mut(f).flows[at(f)]
@@ -1912,13 +1962,17 @@ impl<'a> Cx<'a> {
             if k.cfg.hold_back_announcements && h.passive[x] && k.cfg.log_node != Some(node) {
                 // Only these may be taken in on the announcement thread. (Only the
                 // simulator clears the shared flag: it is set already if held.)
-                if h.unseen[x] == UNSEEN_NONE {
+                let newly = h.unseen[x] == UNSEEN_NONE;
+                if newly {
                     h.unseen[x] = UNSEEN_HELD;
                     k.shared.unseen[node as usize].store(true, Ordering::Release);
                 }
                 if k.thread {
                     h.posted[x] = h.posted[x].wrapping_add(1);
                     self.w.to_post.push((node, from));
+                }
+                if newly && k.parallel {
+                    self.w.held.push(node);
                 }
             } else {
                 h.unseen[x] = UNSEEN_NOW;
@@ -2921,9 +2975,9 @@ impl<'a> Cx<'a> {
         }
         let epoch = sc.epoch;
         // The transfers' records (prefetched: only their rates are read below) and both their
-        // sides (through the small `ends` array) are read ahead, in a pass with no branch on
-        // what it reads, so that these cache misses overlap instead of stalling the pass below
-        // one by one.
+        // sides (known from the nodes' transfer lists) are read ahead, in a pass with no branch
+        // on what it reads, so that these cache misses overlap instead of stalling the pass
+        // below one by one.
         let mut ahead = 0u64;
         for &(f, src, dst) in fl.iter() {
             prefetch_index(&self.half(f).flows, at(f));
