@@ -2952,9 +2952,17 @@ impl<'a> Cx<'a> {
             // the window's end (and a download's from the other half are that half's).
             let mine = |far: u32| all || (far ^ node) & 1 == 0;
             if k % 2 == 1 {
-                fl.extend(list.iter().filter(|x| mine(x.1)).map(|&(f, dst)| (f, node, dst)));
+                fl.extend(
+                    list.iter()
+                        .filter(|x| mine(x.1))
+                        .map(|&(f, dst)| (f, node, dst)),
+                );
             } else {
-                fl.extend(list.iter().filter(|x| mine(x.1)).map(|&(f, src)| (f, src, node)));
+                fl.extend(
+                    list.iter()
+                        .filter(|x| mine(x.1))
+                        .map(|&(f, src)| (f, src, node)),
+                );
             }
         }
         fl.sort_unstable_by_key(|x| x.0);
