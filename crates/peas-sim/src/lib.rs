@@ -516,21 +516,9 @@ fn take_in_background(shared: &Shared) {
                 &mut batch,
             );
             for (x, announcer) in batch.drain(..) {
-                let mut slot = lock(&shared.slots[x as usize]);
-                // Not set: the simulator has brought this planner up to date since (taking
-                // this announcement in), and it may act on the next ones.
-                if shared.unseen[x as usize].load(Ordering::Acquire) {
-                    // The time is that of no call: these planners only count what peers
-                    // have. (A planner may have actions queued that the simulator has not
-                    // polled yet: a call that reads no announcements was made with some
-                    // still held.)
-                    let had = slot.planner.has_actions();
+                if_still_held(shared, x, |slot| {
                     slot.take_in_of(announcer, shared, Duration::ZERO, &mut announced);
-                    debug_assert!(
-                        had || !slot.planner.has_actions(),
-                        "a held-back announcement acted"
-                    );
-                }
+                });
                 shared.handled[x as usize].fetch_add(1, Ordering::Release);
             }
             idle = 0;
@@ -559,16 +547,28 @@ fn take_in_held(
         let Some(x) = held.pop() else {
             return;
         };
-        let mut slot = lock(&shared.slots[x as usize]);
-        // Not set: the simulator has brought this planner up to date since.
-        if shared.unseen[x as usize].load(Ordering::Acquire) {
-            let had = slot.planner.has_actions();
-            slot.take_in(shared, Duration::ZERO, batch);
-            debug_assert!(
-                had || !slot.planner.has_actions(),
-                "a held-back announcement acted"
-            );
-        }
+        if_still_held(shared, x, |slot| {
+            slot.take_in(shared, Duration::ZERO, batch)
+        });
+    }
+}
+
+/// Runs `take_in` on node `x`'s planner (locked) if announcements are still held back for it:
+/// the intake of the announcement thread and of a waiting thread. Not set: the simulator has
+/// brought the planner up to date since, and it may act on the next ones.
+///
+/// The intake runs at the time of no call (`Duration::ZERO`): these planners only count what
+/// peers have. (A planner may have actions queued that the simulator has not polled yet: a
+/// call that reads no announcements was made with some still held.)
+fn if_still_held(shared: &Shared, x: u32, take_in: impl FnOnce(&mut Slot)) {
+    let mut slot = lock(&shared.slots[x as usize]);
+    if shared.unseen[x as usize].load(Ordering::Acquire) {
+        let had = slot.planner.has_actions();
+        take_in(&mut slot);
+        debug_assert!(
+            had || !slot.planner.has_actions(),
+            "a held-back announcement acted"
+        );
     }
 }
 
@@ -2951,19 +2951,12 @@ impl<'a> Cx<'a> {
             // In a window, without the transfers between the halves: their rates are set at
             // the window's end (and a download's from the other half are that half's).
             let mine = |far: u32| all || (far ^ node) & 1 == 0;
-            if k % 2 == 1 {
-                fl.extend(
-                    list.iter()
-                        .filter(|x| mine(x.1))
-                        .map(|&(f, dst)| (f, node, dst)),
-                );
-            } else {
-                fl.extend(
-                    list.iter()
-                        .filter(|x| mine(x.1))
-                        .map(|&(f, src)| (f, src, node)),
-                );
-            }
+            let up = k % 2 == 1;
+            fl.extend(
+                list.iter()
+                    .filter(|x| mine(x.1))
+                    .map(|&(f, far)| if up { (f, node, far) } else { (f, far, node) }),
+            );
         }
         fl.sort_unstable_by_key(|x| x.0);
         fl.dedup_by_key(|x| x.0);
