@@ -553,9 +553,10 @@ fn take_in_held(
     }
 }
 
-/// Runs `take_in` on node `x`'s planner (locked) if announcements are still held back for it:
-/// the intake of the announcement thread and of a waiting thread. Not set: the simulator has
-/// brought the planner up to date since, and it may act on the next ones.
+/// Runs `take_in` on node `x`'s planner (locked) if announcements are still held back for it
+/// ([`Shared::unseen`]): the intake of the announcement thread and of a waiting thread. Once
+/// the flag is cleared, the simulator has brought the planner up to date, and it may act on
+/// the next announcements: they are no longer this intake's.
 ///
 /// The intake runs at the time of no call (`Duration::ZERO`): these planners only count what
 /// peers have. (A planner may have actions queued that the simulator has not polled yet: a
