@@ -2684,12 +2684,16 @@ impl<'a> Cx<'a> {
         }
         d.sort_unstable();
         d.dedup();
+        // Each as one group, not a few sides at a time as within a window: the groups of a
+        // window's end share far sides, and a group re-shared early took what later ones
+        // would have shared (and the re-sharing visited the transfers of shared sides once
+        // per group).
         self.w.window_flush = true;
-        for chunk in pairs.chunks(8) {
-            self.recompute(chunk);
+        if !pairs.is_empty() {
+            self.recompute(&pairs);
         }
-        for chunk in d.chunks(8) {
-            self.recompute(chunk);
+        if !d.is_empty() {
+            self.recompute(&d);
         }
         self.w.window_flush = false;
         self.w.in_barrier = false;
