@@ -86,14 +86,15 @@ pub struct SimConfig {
     /// the simulation goes on (same outcome: they commute, and whatever a planner has not
     /// taken in yet it takes in before the simulator calls it). Takes a second core.
     pub announcement_thread: bool,
-    /// Experiment towards a parallel event loop (see `docs/scheduling.md`, Known gaps): the
+    /// What lets the halves run in parallel (see `docs/scheduling.md`, Known gaps): the
     /// nodes form two halves (even and odd indices), and transfers between the halves get
     /// their rates only at the end of each window of this length (at most the latency, so
     /// that within a window neither half affects the other): they start at rate 0, keep
     /// their rates when something changes around them, and what one end of such a transfer
     /// frees reaches the other end at the window's end, where only the sides at which such
-    /// a transfer started or ended are re-shared. Transfers within a half are re-shared at
-    /// once, as without a window. `None`: every transfer at once.
+    /// a transfer started or ended are re-shared (those where one started as one group, the
+    /// others as another). Transfers within a half are re-shared at once, as without a
+    /// window. `None`: every transfer at once.
     pub window: Option<Duration>,
     /// With a window: run the two halves' events of each window on two threads (the same
     /// results as one after the other, sooner on two cores).
