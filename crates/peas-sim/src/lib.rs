@@ -2685,9 +2685,10 @@ impl<'a> Cx<'a> {
         }
         d.sort_unstable();
         d.dedup();
-        // Each as one group, not a few sides at a time as within a window: the groups of a
-        // window's end share far sides, and a group re-shared early took what later ones
-        // would have shared (and the re-sharing visited the transfers of shared sides once
+        // The sides where a transfer between the halves started, as one group, then the
+        // other changed sides as another; not a few sides at a time as within a window: the
+        // groups of a window's end share far sides, and a group re-shared early took what
+        // later ones would have shared (and the transfers of shared sides were visited once
         // per group).
         self.w.window_flush = true;
         if !pairs.is_empty() {
